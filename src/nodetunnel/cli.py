@@ -34,7 +34,9 @@ def _print_json(data: Any) -> None:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, "-V", "--version", prog_name="nodetunnel")
-@click.option("--debug", is_flag=True, help="Show full tracebacks and the commands run, for bug reports.")
+@click.option(
+    "--debug", is_flag=True, help="Show full tracebacks and the commands run, for bug reports."
+)
 def cli(debug: bool) -> None:
     """Open web apps running on SLURM compute nodes in your laptop's browser.
 
@@ -99,8 +101,14 @@ def sandbox() -> None:
 
 
 @sandbox.command("up")
-@click.option("--nodes", "node_count", type=click.IntRange(1, 50), default=2, show_default=True,
-              help="Number of compute nodes.")
+@click.option(
+    "--nodes",
+    "node_count",
+    type=click.IntRange(1, 50),
+    default=2,
+    show_default=True,
+    help="Number of compute nodes.",
+)
 @_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def sandbox_up(node_count: int, root: Path | None, as_json: bool) -> None:
@@ -141,8 +149,13 @@ def sandbox_status(root: Path | None, as_json: bool) -> None:
 
 @sandbox.command("ssh-config")
 @_dir_option
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the config to this file instead of printing it.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the config to this file instead of printing it.",
+)
 def sandbox_ssh_config(root: Path | None, output: Path | None) -> None:
     """Print the laptop-side ssh config for the sandbox (use it with ssh -F).
 
@@ -154,7 +167,9 @@ def sandbox_ssh_config(root: Path | None, output: Path | None) -> None:
     if not path.exists():
         from .errors import SandboxError
 
-        raise SandboxError(f"no sandbox ssh config at {path}", hint="run 'nodetunnel sandbox up' first")
+        raise SandboxError(
+            f"no sandbox ssh config at {path}", hint="run 'nodetunnel sandbox up' first"
+        )
     text = path.read_text()
     if output is None:
         click.echo(text, nl=False)
@@ -202,8 +217,11 @@ def _fail(code: int, message: str, hint: str | None = None) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the ``nodetunnel`` command."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="nodetunnel",
-                 standalone_mode=False)
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="nodetunnel",
+            standalone_mode=False,
+        )
     except NodetunnelError as exc:
         if _debug:
             traceback.print_exc()

@@ -8,7 +8,7 @@ the value) and a ``hint`` (what to do next)::
     NodetunnelError                      exit 1  (ExitCode.FAILURE)
     ├── UsageError                       exit 2  bad option or value given by the user
     ├── PrerequisiteError                exit 3  not root, package missing, unsupported OS
-    ├── CommandError                     exit 4  a local program failed (argv, exit code, stderr tail)
+    ├── CommandError                     exit 4  a program failed: argv, exit code, stderr tail
     │   ├── CommandNotFound                      the program is not installed / not on PATH
     │   └── CommandTimeout                       the program did not finish within its deadline
     ├── WaitTimeout                      exit 5  a readiness wait reached its deadline
@@ -139,7 +139,9 @@ class WaitTimeout(NodetunnelError):
 
     exit_code = ExitCode.TIMEOUT
 
-    def __init__(self, what: str, timeout_s: float, last: str | None = None, hint: str | None = None):
+    def __init__(
+        self, what: str, timeout_s: float, last: str | None = None, hint: str | None = None
+    ):
         self.what = what
         self.timeout_s = timeout_s
         self.last = last

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -71,12 +72,20 @@ def run(
         )
     except FileNotFoundError as exc:
         if cwd is not None and not Path(cwd).is_dir():
-            raise CommandError(argv, None, message=f"working directory {os.fspath(cwd)!r} does not exist") from exc
+            raise CommandError(
+                argv, None, message=f"working directory {os.fspath(cwd)!r} does not exist"
+            ) from exc
         raise CommandNotFound(argv, hint=not_found_hint) from exc
     except PermissionError as exc:
-        raise CommandError(argv, None, message=f"program {argv[0]!r} cannot be executed: {exc.strerror}") from exc
+        raise CommandError(
+            argv, None, message=f"program {argv[0]!r} cannot be executed: {exc.strerror}"
+        ) from exc
     except subprocess.TimeoutExpired as exc:
-        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        stderr = (
+            exc.stderr.decode(errors="replace")
+            if isinstance(exc.stderr, bytes)
+            else (exc.stderr or "")
+        )
         raise CommandTimeout(argv, timeout_s, stderr) from exc
     done = Completed(argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
     if check and proc.returncode != 0:
@@ -152,10 +161,8 @@ def wait_until(
 
 def reap(pid: int) -> None:
     """Collect ``pid``'s exit status if it is our child (so it does not linger as a zombie)."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -207,7 +214,9 @@ class ProcessRef:
             if not self.signal(sig):
                 return
             try:
-                wait_until(lambda: not self.alive(), timeout_s=timeout_s, what=f"PID {self.pid} to exit")
+                wait_until(
+                    lambda: not self.alive(), timeout_s=timeout_s, what=f"PID {self.pid} to exit"
+                )
                 return
             except WaitTimeout:
                 continue

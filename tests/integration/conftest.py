@@ -49,7 +49,7 @@ def _sandbox_session() -> Iterator[Sandbox]:
 
 @pytest.fixture
 def sandbox(_sandbox_session: Sandbox) -> Iterator[Sandbox]:
-    """A healthy mini-cluster (re-built if a test took it down), with no jobs left after the test."""
+    """A healthy mini-cluster (re-built if a test took it down); no jobs left after the test."""
     sb = _sandbox_session
     if not sb.status().up:
         sb.up()

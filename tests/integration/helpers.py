@@ -17,18 +17,29 @@ def squeue(sb: Sandbox) -> list[str]:
     return [line for line in out.splitlines() if line.strip()]
 
 
-def as_user(sb: Sandbox, user: str, argv: list[str], *, timeout_s: float = 30,
-            check: bool = False) -> Completed:
+def as_user(
+    sb: Sandbox, user: str, argv: list[str], *, timeout_s: float = 30, check: bool = False
+) -> Completed:
     """Run ``argv`` on the laptop as a test user (their HOME, no root environment)."""
     return run(
-        ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--reset-env", "--", *argv],
+        [
+            "setpriv",
+            f"--reuid={user}",
+            f"--regid={user}",
+            "--init-groups",
+            "--reset-env",
+            "--",
+            *argv,
+        ],
         timeout_s=timeout_s,
         check=check,
         cwd="/",
     )
 
 
-def ssh_argv(sb: Sandbox, *, jump: str | None, host: str, command: list[str] | None = None) -> list[str]:
+def ssh_argv(
+    sb: Sandbox, *, jump: str | None, host: str, command: list[str] | None = None
+) -> list[str]:
     argv = ["ssh", "-F", str(sb.paths.ssh_config), "-o", "BatchMode=yes"]
     if jump:
         argv += ["-J", jump]
@@ -38,16 +49,26 @@ def ssh_argv(sb: Sandbox, *, jump: str | None, host: str, command: list[str] | N
     return argv
 
 
-def user_ssh(sb: Sandbox, user: str, *, jump: str | None, host: str, command: list[str],
-             timeout_s: float = 30) -> Completed:
-    return as_user(sb, user, ssh_argv(sb, jump=jump, host=host, command=command), timeout_s=timeout_s)
+def user_ssh(
+    sb: Sandbox,
+    user: str,
+    *,
+    jump: str | None,
+    host: str,
+    command: list[str],
+    timeout_s: float = 30,
+) -> Completed:
+    return as_user(
+        sb, user, ssh_argv(sb, jump=jump, host=host, command=command), timeout_s=timeout_s
+    )
 
 
 def sbatch(sb: Sandbox, user: str, *args: str) -> str:
-    """Submit a job as ``user`` through login -> gateway, like a researcher would. Returns the job id."""
+    """Submit a job as ``user`` through login -> gateway, like a researcher would; return its id."""
     home = str(sb.paths.user_home(user))
-    res = user_ssh(sb, user, jump="login", host="gateway",
-                   command=["sbatch", "--parsable", "-D", home, *args])
+    res = user_ssh(
+        sb, user, jump="login", host="gateway", command=["sbatch", "--parsable", "-D", home, *args]
+    )
     assert res.returncode == 0, res.stderr
     return res.stdout.strip().split(";")[0]
 
@@ -73,7 +94,19 @@ def wait_job(sb: Sandbox, job_id: str, states: set[str], timeout_s: float = 30) 
 
 def popen_as_user(user: str, argv: list[str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--reset-env", "--", *argv],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True, cwd="/",
+        [
+            "setpriv",
+            f"--reuid={user}",
+            f"--regid={user}",
+            "--init-groups",
+            "--reset-env",
+            "--",
+            *argv,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        cwd="/",
     )

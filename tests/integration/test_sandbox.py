@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nodetunnel.proc import run, wait_until
+from nodetunnel.proc import run
 from nodetunnel.sandbox.cluster import CGROUP_MOUNTS
 from nodetunnel.sandbox.topology import CGROUP_NAME, NETNS_PREFIX, ROUTE_PROTO, USERS, Paths
 
@@ -21,8 +21,8 @@ from .helpers import (
     as_user,
     popen_as_user,
     sbatch,
-    ssh_argv,
     squeue,
+    ssh_argv,
     user_ssh,
     wait_job,
 )
@@ -52,13 +52,27 @@ def test_laptop_reaches_login_only(sandbox):
 
 
 def test_login_cannot_reach_nodes_but_gateway_can(sandbox):
-    probe = ("import socket,sys\ns=socket.socket();s.settimeout(2)\n"
-             "sys.exit(s.connect_ex((sys.argv[1], 22)))")
+    probe = (
+        "import socket,sys\ns=socket.socket();s.settimeout(2)\n"
+        "sys.exit(s.connect_ex((sys.argv[1], 22)))"
+    )
     node = sandbox.topo.node_addr(1)
-    assert run(sandbox.host_argv("login", ["/usr/bin/python3", "-c", probe, node]),
-               timeout_s=10, check=False).returncode != 0
-    assert run(sandbox.host_argv("gateway", ["/usr/bin/python3", "-c", probe, node]),
-               timeout_s=10, check=False).returncode == 0
+    assert (
+        run(
+            sandbox.host_argv("login", ["/usr/bin/python3", "-c", probe, node]),
+            timeout_s=10,
+            check=False,
+        ).returncode
+        != 0
+    )
+    assert (
+        run(
+            sandbox.host_argv("gateway", ["/usr/bin/python3", "-c", probe, node]),
+            timeout_s=10,
+            check=False,
+        ).returncode
+        == 0
+    )
 
 
 def test_every_host_has_its_own_name_and_tmp(sandbox):
@@ -106,8 +120,15 @@ def test_node_ssh_refused_without_job_accepted_with_one(sandbox):
 def test_scancel_ends_an_adopted_ssh_session(sandbox):
     job = sbatch(sandbox, ALICE, "-w", "node2", "--wrap", "sleep 300")
     wait_job(sandbox, job, {"RUNNING"})
-    session = popen_as_user(ALICE, ssh_argv(sandbox, jump="login,gateway", host="node2",
-                                            command=["sh", "-c", "echo in; grep freezer /proc/self/cgroup; sleep 120"]))
+    session = popen_as_user(
+        ALICE,
+        ssh_argv(
+            sandbox,
+            jump="login,gateway",
+            host="node2",
+            command=["sh", "-c", "echo in; grep freezer /proc/self/cgroup; sleep 120"],
+        ),
+    )
     try:
         assert session.stdout is not None
         assert session.stdout.readline().strip() == "in"
@@ -123,8 +144,17 @@ def test_scancel_ends_an_adopted_ssh_session(sandbox):
 
 
 def test_gpu_job_runs_on_a_node_with_cuda_visible_devices(sandbox):
-    job = sbatch(sandbox, ALICE, "-p", "gpu", "--gres=gpu:1", "-o", "gpu-%j.out",
-                 "--wrap", 'echo "cuda=$CUDA_VISIBLE_DEVICES host=$(hostname)"')
+    job = sbatch(
+        sandbox,
+        ALICE,
+        "-p",
+        "gpu",
+        "--gres=gpu:1",
+        "-o",
+        "gpu-%j.out",
+        "--wrap",
+        'echo "cuda=$CUDA_VISIBLE_DEVICES host=$(hostname)"',
+    )
     info = wait_job(sandbox, job, {"COMPLETED", "FAILED"})
     assert info["JobState"] == "COMPLETED", info
     out = (sandbox.paths.user_home(ALICE) / f"gpu-{job}.out").read_text()
@@ -157,9 +187,15 @@ def _leftovers(paths: Paths, pids: list[int]) -> list[str]:
     if run(["ip", "route", "show", "proto", ROUTE_PROTO], timeout_s=5).stdout.strip():
         found.append("route")
     if Path("/etc/netns").exists():
-        found += [f"/etc/netns/{e.name}" for e in Path("/etc/netns").iterdir() if e.name.startswith(NETNS_PREFIX)]
+        found += [
+            f"/etc/netns/{e.name}"
+            for e in Path("/etc/netns").iterdir()
+            if e.name.startswith(NETNS_PREFIX)
+        ]
     found += [f"cgroup {h}" for h, m in CGROUP_MOUNTS.items() if (m / CGROUP_NAME).exists()]
-    found += [f"user {u}" for u in USERS if run(["id", u], timeout_s=5, check=False).returncode == 0]
+    found += [
+        f"user {u}" for u in USERS if run(["id", u], timeout_s=5, check=False).returncode == 0
+    ]
     if paths.root.exists():
         found.append(str(paths.root))
     for pid in pids:

@@ -24,6 +24,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,10 @@ from ..errors import CommandError, NodetunnelError, PrerequisiteError, SandboxEr
 from ..proc import NotReady, ProcessRef, reap, run, spawn, wait_until
 from . import network, render
 from .topology import (
+    ALL_TEST_NET,
     CGROUP_NAME,
     NETNS_PREFIX,
+    ROUTE_PROTO,
     USER_MARKER,
     USERS,
     Host,
@@ -42,7 +45,10 @@ from .topology import (
 
 Progress = Callable[[str], None]
 
-CGROUP_MOUNTS = {"systemd": Path("/sys/fs/cgroup/systemd"), "freezer": Path("/sys/fs/cgroup/freezer")}
+CGROUP_MOUNTS = {
+    "systemd": Path("/sys/fs/cgroup/systemd"),
+    "freezer": Path("/sys/fs/cgroup/freezer"),
+}
 LOCK_FILE = Path("/run/nodetunnel-sandbox.lock")
 RUN_SSHD = Path("/run/sshd")
 
@@ -64,10 +70,17 @@ REQUIRED_PROGRAMS = {
     "setpriv": "util-linux",
     "useradd": "passwd",
 }
-PAM_ADOPT_PATHS = [Path(p) / "pam_slurm_adopt.so" for p in (
-    "/lib/security", "/lib/x86_64-linux-gnu/security", "/usr/lib/x86_64-linux-gnu/security",
-    "/lib/aarch64-linux-gnu/security", "/usr/lib/aarch64-linux-gnu/security", "/usr/lib/security",
-)]
+PAM_ADOPT_PATHS = [
+    Path(p) / "pam_slurm_adopt.so"
+    for p in (
+        "/lib/security",
+        "/lib/x86_64-linux-gnu/security",
+        "/usr/lib/x86_64-linux-gnu/security",
+        "/lib/aarch64-linux-gnu/security",
+        "/usr/lib/aarch64-linux-gnu/security",
+        "/usr/lib/security",
+    )
+]
 SETUP_HINT = "run ./scripts/setup (it apt-get installs them), then try again"
 
 # Sets up one host inside its fresh namespaces, then idles; argv: NAME HOSTDIR ETC_SLURM.
@@ -212,7 +225,9 @@ class Sandbox:
     def _holder(self, state: dict[str, Any], host: str) -> int:
         return int(state["processes"][f"{host}/holder"]["pid"])
 
-    def host_argv(self, host: str, argv: list[str], state: dict[str, Any] | None = None) -> list[str]:
+    def host_argv(
+        self, host: str, argv: list[str], state: dict[str, Any] | None = None
+    ) -> list[str]:
         """``argv`` wrapped to run inside ``host`` (its network, hostname and mounts)."""
         state = state if state is not None else self._read_state()
         if not state:
@@ -220,15 +235,31 @@ class Sandbox:
         pid = self._holder(state, host)
         return ["nsenter", f"--target={pid}", "--net", "--uts", "--mount", "--cgroup", "--", *argv]
 
-    def run_in(self, host: str, argv: list[str], *, timeout_s: float = 30, check: bool = True,
-               user: str | None = None, input: str | None = None,
-               state: dict[str, Any] | None = None) -> str:
+    def run_in(
+        self,
+        host: str,
+        argv: list[str],
+        *,
+        timeout_s: float = 30,
+        check: bool = True,
+        user: str | None = None,
+        input: str | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> str:
         """Run ``argv`` inside ``host`` (as ``user`` if given) and return stdout."""
         if user is not None:
-            argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups",
-                    "--reset-env", "--", *argv]
-        return run(self.host_argv(host, argv, state), timeout_s=timeout_s, check=check,
-                   input=input).stdout
+            argv = [
+                "setpriv",
+                f"--reuid={user}",
+                f"--regid={user}",
+                "--init-groups",
+                "--reset-env",
+                "--",
+                *argv,
+            ]
+        return run(
+            self.host_argv(host, argv, state), timeout_s=timeout_s, check=check, input=input
+        ).stdout
 
     # --------------------------------------------------------------- status
     def status(self) -> Status:
@@ -265,7 +296,9 @@ class Sandbox:
         )
 
     def _node_states(self, state: dict[str, Any]) -> dict[str, str]:
-        out = self.run_in("gateway", ["sinfo", "-h", "-N", "-o", "%N %t"], state=state, timeout_s=15)
+        out = self.run_in(
+            "gateway", ["sinfo", "-h", "-N", "-o", "%N %t"], state=state, timeout_s=15
+        )
         nodes: dict[str, str] = {}
         for line in out.split("\n"):
             if line.strip():
@@ -296,7 +329,8 @@ class Sandbox:
                 except NodetunnelError as cleanup:
                     if isinstance(exc, NodetunnelError):
                         exc.hint = (f"{exc.hint}; " if exc.hint else "") + (
-                            f"cleanup failed too ({cleanup.message}): run 'nodetunnel sandbox down'")
+                            f"cleanup failed too ({cleanup.message}): run 'nodetunnel sandbox down'"
+                        )
                 raise
             self._say(f"sandbox ready in {time.monotonic() - started:.1f} s")
             return self.status()
@@ -315,7 +349,7 @@ class Sandbox:
             RUN_SSHD.mkdir(mode=0o755)
             state["created_run_sshd"] = True
         p.root.mkdir(mode=0o755, parents=True, exist_ok=True)
-        os.chmod(p.root, 0o755)
+        os.chmod(p.root, 0o755)  # noqa: S103 - the users' homes live below it
         self._write_state(state)
         for d in (p.log_dir, p.root / "run", p.etc_slurm, p.slurmctld_state, p.home):
             d.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -333,27 +367,51 @@ class Sandbox:
                 _cg(hier, host).mkdir(parents=True, exist_ok=True)
 
         self._say("starting munged")
-        self._start(state, "munge", "munged", [
-            "setpriv", "--reuid=munge", "--regid=munge", "--init-groups", "--",
-            "/usr/sbin/munged", "-F", f"--key-file={p.munge_dir / 'munge.key'}",
-            f"--socket={p.munge_socket}", f"--pid-file={p.munge_dir / 'munged.pid'}",
-            f"--log-file={p.log_dir / 'munged.log'}", f"--seed-file={p.munge_dir / 'munged.seed'}",
-        ], wrap=False)
-        wait_until(lambda: run(["munge", "-n", "-S", str(p.munge_socket)], timeout_s=5,
-                               check=False).returncode == 0,
-                   timeout_s=10, what="munged to answer")
+        self._start(
+            state,
+            "munge",
+            "munged",
+            [
+                "setpriv",
+                "--reuid=munge",
+                "--regid=munge",
+                "--init-groups",
+                "--",
+                "/usr/sbin/munged",
+                "-F",
+                f"--key-file={p.munge_dir / 'munge.key'}",
+                f"--socket={p.munge_socket}",
+                f"--pid-file={p.munge_dir / 'munged.pid'}",
+                f"--log-file={p.log_dir / 'munged.log'}",
+                f"--seed-file={p.munge_dir / 'munged.seed'}",
+            ],
+            wrap=False,
+        )
+        wait_until(
+            lambda: (
+                run(["munge", "-n", "-S", str(p.munge_socket)], timeout_s=5, check=False).returncode
+                == 0
+            ),
+            timeout_s=10,
+            what="munged to answer",
+        )
 
         self._say("starting hosts: " + ", ".join(h.name for h in topo.hosts))
         for h in topo.hosts:
             self._start_holder(state, h)
         for h in topo.hosts:
-            ready = p.host_dir(h.name) / "holder.ready"
-            wait_until(lambda ready=ready, h=h: ready.exists() or self._not_dead(state, f"{h.name}/holder"),
-                       timeout_s=10, what=f"host {h.name} to be set up")
-            self._check_alive(state, f"{h.name}/holder")
+            wait_until(
+                partial(self._holder_ready, state, h),
+                timeout_s=10,
+                what=f"host {h.name} to be set up",
+            )
         for h in topo.hosts:
-            self._start(state, h.name, "sshd", [
-                "/usr/sbin/sshd", "-D", "-e", "-f", str(p.host_dir(h.name) / "sshd_config")])
+            self._start(
+                state,
+                h.name,
+                "sshd",
+                ["/usr/sbin/sshd", "-D", "-e", "-f", str(p.host_dir(h.name) / "sshd_config")],
+            )
         self._start(state, "gateway", "slurmctld", ["/usr/sbin/slurmctld", "-D"])
         self._write_state(state)
         self._say("waiting for slurmctld")
@@ -364,13 +422,24 @@ class Sandbox:
 
         self._say("waiting for sshd on every host")
         for h in topo.hosts:
-            wait_until(lambda h=h: self._sshd_answers(state, h, host_keys[h.name]), timeout_s=15,
-                       what=f"sshd on {h.name} to answer", hint=f"see {p.log_dir}/sshd-{h.name}.log")
+            wait_until(
+                partial(self._sshd_answers, state, h, host_keys[h.name]),
+                timeout_s=15,
+                what=f"sshd on {h.name} to answer",
+                hint=f"see {p.log_dir}/sshd-{h.name}.log",
+            )
         self._say("waiting for the nodes to be idle and the scheduler's first pass")
-        wait_until(lambda: self._nodes_idle(state), timeout_s=30, what="all nodes idle in sinfo",
-                   hint=f"see {p.log_dir}/slurmd-node1.log and slurmctld.log")
-        wait_until(lambda: self._scheduler_ran(state), timeout_s=30,
-                   what="slurmctld's first scheduling pass")
+        wait_until(
+            lambda: self._nodes_idle(state),
+            timeout_s=30,
+            what="all nodes idle in sinfo",
+            hint=f"see {p.log_dir}/slurmd-node1.log and slurmctld.log",
+        )
+        wait_until(
+            lambda: self._scheduler_ran(state),
+            timeout_s=30,
+            what="slurmctld's first scheduling pass",
+        )
         state["complete"] = True
         self._write_state(state)
 
@@ -389,15 +458,41 @@ class Sandbox:
                 )
             if existing is None:
                 self._say(f"creating test user {user}")
-                run(["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/bash",
-                     "--comment", USER_MARKER, "--user-group", user], timeout_s=20)
+                run(
+                    [
+                        "useradd",
+                        "--no-create-home",
+                        "--home-dir",
+                        str(home),
+                        "--shell",
+                        "/bin/bash",
+                        "--comment",
+                        USER_MARKER,
+                        "--user-group",
+                        user,
+                    ],
+                    timeout_s=20,
+                )
             pw = pwd.getpwnam(user)
             ssh_dir = home / ".ssh"
             ssh_dir.mkdir(parents=True, exist_ok=True)
             key = ssh_dir / "id_ed25519"
             if not key.exists():
-                run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{user}@nodetunnel-sandbox",
-                     "-f", str(key)], timeout_s=20)
+                run(
+                    [
+                        "ssh-keygen",
+                        "-q",
+                        "-t",
+                        "ed25519",
+                        "-N",
+                        "",
+                        "-C",
+                        f"{user}@nodetunnel-sandbox",
+                        "-f",
+                        str(key),
+                    ],
+                    timeout_s=20,
+                )
             (ssh_dir / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
             (ssh_dir / "config").write_text(render.client_ssh_config(self.topo, self.paths))
             for path in [home, *home.rglob("*")]:
@@ -416,11 +511,24 @@ class Sandbox:
             for sub in ("etc", "spool"):
                 (hd / sub).mkdir(parents=True, exist_ok=True)
             (hd / "tmp").mkdir(exist_ok=True)
-            os.chmod(hd / "tmp", 0o1777)
+            os.chmod(hd / "tmp", 0o1777)  # noqa: S103 - the host's /tmp
             key = hd / "ssh_host_ed25519_key"
             if not key.exists():
-                run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{h.name}-host-key", "-f", str(key)],
-                    timeout_s=20)
+                run(
+                    [
+                        "ssh-keygen",
+                        "-q",
+                        "-t",
+                        "ed25519",
+                        "-N",
+                        "",
+                        "-C",
+                        f"{h.name}-host-key",
+                        "-f",
+                        str(key),
+                    ],
+                    timeout_s=20,
+                )
             keys[h.name] = key.with_suffix(".pub").read_text().strip()
             (hd / "sshd_config").write_text(render.sshd_config(h, self.paths))
             (hd / "etc" / "hosts").write_text(render.hosts_file(self.topo, h))
@@ -453,31 +561,62 @@ class Sandbox:
         for path in (d, key):
             os.chown(path, munge.pw_uid, munge.pw_gid)
 
-    def _start(self, state: dict[str, Any], host: str, name: str, argv: list[str], *,
-               wrap: bool = True) -> None:
+    def _start(
+        self, state: dict[str, Any], host: str, name: str, argv: list[str], *, wrap: bool = True
+    ) -> None:
         """Start a daemon in ``host``'s cgroup (and namespaces, if ``wrap``); record its PID."""
         inner = self.host_argv(host, argv, state) if wrap else argv
-        full = ["/bin/sh", "-c", JOIN_CGROUPS, "nt-join",
-                str(_cg("systemd", host, "cgroup.procs")), str(_cg("freezer", host, "cgroup.procs")), *inner]
+        full = [
+            "/bin/sh",
+            "-c",
+            JOIN_CGROUPS,
+            "nt-join",
+            str(_cg("systemd", host, "cgroup.procs")),
+            str(_cg("freezer", host, "cgroup.procs")),
+            *inner,
+        ]
         ref = spawn(full, log_path=self.paths.log_dir / f"{name}-{host}.log")
         state["processes"][f"{host}/{name}"] = {"pid": ref.pid, "start": ref.start_ticks}
 
     def _start_holder(self, state: dict[str, Any], h: Host) -> None:
         hd = self.paths.host_dir(h.name)
         (hd / "holder.ready").unlink(missing_ok=True)
-        argv = ["nsenter", f"--net=/run/netns/{h.netns}", "--",
-                "unshare", "--uts", "--mount", "--cgroup", "--propagation", "private", "--",
-                "/bin/sh", "-c", HOLDER_SCRIPT, "nt-holder", h.name, str(hd), str(self.paths.etc_slurm)]
-        full = ["/bin/sh", "-c", JOIN_CGROUPS, "nt-join",
-                str(_cg("systemd", h.name, "cgroup.procs")), str(_cg("freezer", h.name, "cgroup.procs")), *argv]
+        argv = [
+            "nsenter",
+            f"--net=/run/netns/{h.netns}",
+            "--",
+            "unshare",
+            "--uts",
+            "--mount",
+            "--cgroup",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+            HOLDER_SCRIPT,
+            "nt-holder",
+            h.name,
+            str(hd),
+            str(self.paths.etc_slurm),
+        ]
+        full = [
+            "/bin/sh",
+            "-c",
+            JOIN_CGROUPS,
+            "nt-join",
+            str(_cg("systemd", h.name, "cgroup.procs")),
+            str(_cg("freezer", h.name, "cgroup.procs")),
+            *argv,
+        ]
         ref = spawn(full, log_path=self.paths.log_dir / f"holder-{h.name}.log")
         state["processes"][f"{h.name}/holder"] = {"pid": ref.pid, "start": ref.start_ticks}
         self._write_state(state)
 
-    def _not_dead(self, state: dict[str, Any], key: str) -> bool:
-        """False while the process lives (so a wait goes on); raises once it has died."""
-        self._check_alive(state, key)
-        return False
+    def _holder_ready(self, state: dict[str, Any], h: Host) -> bool:
+        """True once the host's holder has set it up; raises if the holder died."""
+        self._check_alive(state, f"{h.name}/holder")
+        return (self.paths.host_dir(h.name) / "holder.ready").exists()
 
     def _check_alive(self, state: dict[str, Any], key: str) -> None:
         ref = state["processes"][key]
@@ -486,7 +625,8 @@ class Sandbox:
             log = self.paths.log_dir / f"{name}-{host}.log"
             tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
             raise SandboxError(
-                f"{name} on {host} exited during start-up" + (": " + " | ".join(tail) if tail else ""),
+                f"{name} on {host} exited during start-up"
+                + (": " + " | ".join(tail) if tail else ""),
                 hint=f"see {log}",
             )
 
@@ -520,17 +660,13 @@ class Sandbox:
 
     # ----------------------------------------------------------------- down
     def down(self) -> list[str]:
-        """Remove everything ``up`` created, even after a failed ``up``. Returns what was removed."""
+        """Remove everything ``up`` created, even after a failed ``up``; say what was removed."""
         check_prerequisites()
         with self._locked():
             return self._down_locked()
 
     def _leftovers(self) -> bool:
-        return (
-            bool(self._our_netns())
-            or _cg("systemd").exists()
-            or self.paths.state_file.exists()
-        )
+        return bool(self._our_netns()) or _cg("systemd").exists() or self.paths.state_file.exists()
 
     def _our_netns(self) -> list[str]:
         out = run(["ip", "netns", "list"], timeout_s=10).stdout
@@ -549,16 +685,19 @@ class Sandbox:
         for hier in CGROUP_MOUNTS:
             top = _cg(hier)
             if top.exists():
-                wait_until(lambda top=top: _remove_cgroup_tree(top), timeout_s=10,
-                           what=f"cgroup {top} to empty")
+                wait_until(
+                    partial(_remove_cgroup_tree, top),
+                    timeout_s=10,
+                    what=f"cgroup {top} to empty",
+                )
                 removed.append(f"cgroup {top}")
         for ns in self._our_netns():
             run(["ip", "netns", "del", ns], timeout_s=10)
             removed.append(f"netns {ns}")
-        routes = run(["ip", "route", "show", "proto", network.ROUTE_PROTO], timeout_s=10).stdout
+        routes = run(["ip", "route", "show", "proto", ROUTE_PROTO], timeout_s=10).stdout
         if routes.strip():
             run(network.unreachable_route("del"), timeout_s=10)
-            removed.append(f"route unreachable {network.ALL_TEST_NET}")
+            removed.append(f"route unreachable {ALL_TEST_NET}")
         for user in USERS:
             try:
                 pw = pwd.getpwnam(user)
@@ -603,13 +742,16 @@ class Sandbox:
                     os.kill(pid, sig)
                 reap(pid)
             with contextlib.suppress(NodetunnelError):
-                wait_until(lambda: not self._cgroup_pids(), timeout_s=timeout_s,
-                           what="sandbox processes to exit")
+                wait_until(
+                    lambda: not self._cgroup_pids(),
+                    timeout_s=timeout_s,
+                    what="sandbox processes to exit",
+                )
         left = self._cgroup_pids()
         if left:
             raise SandboxError(
                 f"sandbox processes would not exit: PIDs {sorted(left)}",
-                hint="they may be stuck in the kernel (state D); try 'nodetunnel sandbox down' again",
+                hint="they may be stuck in the kernel (state D); run 'sandbox down' again",
             )
         return len(seen)
 

@@ -82,7 +82,9 @@ class Topology:
 
     @property
     def nodes(self) -> list[Host]:
-        return [Host(name, "node", (self.node_addr(i),)) for i, name in enumerate(self.node_names, 1)]
+        return [
+            Host(name, "node", (self.node_addr(i),)) for i, name in enumerate(self.node_names, 1)
+        ]
 
     @property
     def hosts(self) -> list[Host]:
