@@ -53,6 +53,10 @@ def cli(debug: bool) -> None:
     """
     global _debug
     _debug = debug
+    if debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="debug: %(message)s", stream=sys.stderr)
 
 
 # --------------------------------------------------------------------- sandbox
@@ -174,7 +178,15 @@ def sandbox_ssh_config(root: Path | None, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text)
+        try:
+            output.write_text(text)
+        except OSError as exc:
+            from .errors import UsageError
+
+            raise UsageError(
+                f"cannot write the ssh config to {output}: {exc.strerror}",
+                hint="choose a file in an existing directory you can write to",
+            ) from exc
         click.echo(f"wrote {output}", err=True)
 
 
@@ -217,7 +229,7 @@ def _fail(code: int, message: str, hint: str | None = None) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the ``nodetunnel`` command."""
     try:
-        cli.main(
+        rv = cli.main(
             args=list(argv) if argv is not None else None,
             prog_name="nodetunnel",
             standalone_mode=False,
@@ -226,8 +238,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         if _debug:
             traceback.print_exc()
         _fail(exc.exit_code, exc.message, exc.hint)
-    except click.exceptions.Abort:
-        click.echo("\ninterrupted", err=True)
+    except click.exceptions.Abort:  # click has already ended the ^C line
+        click.echo("interrupted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
     except KeyboardInterrupt:
         click.echo("\ninterrupted", err=True)
@@ -237,4 +249,5 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except click.ClickException as exc:
         exc.show()
         sys.exit(ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
-    sys.exit(ExitCode.OK)
+    # In non-standalone mode click returns the code of ctx.exit(N) instead of raising.
+    sys.exit(rv if isinstance(rv, int) else ExitCode.OK)

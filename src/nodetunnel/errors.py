@@ -10,7 +10,7 @@ the value) and a ``hint`` (what to do next)::
     ├── PrerequisiteError                exit 3  not root, package missing, unsupported OS
     ├── CommandError                     exit 4  a program failed: argv, exit code, stderr tail
     │   ├── CommandNotFound                      the program is not installed / not on PATH
-    │   └── CommandTimeout                       the program did not finish within its deadline
+    │   └── CommandTimeout               exit 5  the program did not finish within its deadline
     ├── WaitTimeout                      exit 5  a readiness wait reached its deadline
     └── SandboxError                     exit 6  the mini-cluster could not be built or inspected
 

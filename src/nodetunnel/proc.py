@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -24,6 +26,7 @@ from typing import TypeVar
 from .errors import CommandError, CommandNotFound, CommandTimeout, WaitTimeout
 
 T = TypeVar("T")
+log = logging.getLogger("nodetunnel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +59,7 @@ def run(
     argv = [os.fspath(a) for a in argv]
     if not argv:
         raise ValueError("empty argv")
+    log.debug("run: %s", shlex.join(argv))
     started = time.monotonic()
     try:
         proc = subprocess.run(
@@ -88,6 +92,7 @@ def run(
         )
         raise CommandTimeout(argv, timeout_s, stderr) from exc
     done = Completed(argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+    log.debug("  exit %d after %.3f s", done.returncode, done.duration_s)
     if check and proc.returncode != 0:
         raise CommandError(argv, proc.returncode, proc.stderr or proc.stdout)
     return done
@@ -102,12 +107,13 @@ def spawn(
 ) -> ProcessRef:
     """Start ``argv`` in the background in its own session, output appended to ``log_path``."""
     argv = [os.fspath(a) for a in argv]
-    with open(log_path, "ab") as log:
+    log.debug("spawn: %s", shlex.join(argv))
+    with open(log_path, "ab") as out:
         try:
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=out,
                 stderr=subprocess.STDOUT,
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
@@ -116,11 +122,13 @@ def spawn(
             )
         except FileNotFoundError as exc:
             raise CommandNotFound(argv) from exc
-    ref = ProcessRef.of(proc.pid)
+    ref = ProcessRef.of(proc.pid)  # a child that already exited is still a zombie here
+    if ref is None:
+        raise CommandError(argv, None, message=f"{argv[0]!r} vanished right after it started")
     # The Popen object is dropped on purpose: the process outlives this one and
-    # is tracked by PID + start time. Mark it reaped so Python does not warn.
+    # is tracked by PID + start time. Mark it handled so Python does not warn.
     proc.returncode = 0
-    return ref if ref is not None else ProcessRef(proc.pid, 0)
+    return ref
 
 
 class NotReady(Exception):
@@ -195,7 +203,7 @@ class ProcessRef:
         fields = _stat_fields(self.pid)
         if fields is None or fields[0] in ("Z", "X"):
             return False
-        return self.start_ticks == 0 or int(fields[19]) == self.start_ticks
+        return int(fields[19]) == self.start_ticks
 
     def signal(self, sig: int) -> bool:
         """Send ``sig`` if the process is still ours; return whether it was sent."""
@@ -209,14 +217,15 @@ class ProcessRef:
         return True
 
     def stop(self, *, timeout_s: float = 5.0) -> None:
-        """SIGTERM, wait up to ``timeout_s``, then SIGKILL and wait again."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if not self.signal(sig):
-                return
-            try:
-                wait_until(
-                    lambda: not self.alive(), timeout_s=timeout_s, what=f"PID {self.pid} to exit"
-                )
-                return
-            except WaitTimeout:
-                continue
+        """SIGTERM, wait up to ``timeout_s``, then SIGKILL and wait again.
+
+        Raises :class:`WaitTimeout` if the process survives even SIGKILL.
+        """
+        if not self.signal(signal.SIGTERM):
+            return
+        what = f"PID {self.pid} to exit"
+        try:
+            wait_until(lambda: not self.alive(), timeout_s=timeout_s, what=what)
+        except WaitTimeout:
+            if self.signal(signal.SIGKILL):
+                wait_until(lambda: not self.alive(), timeout_s=timeout_s, what=what)

@@ -269,6 +269,11 @@ class Sandbox:
         nodes: dict[str, str] = {}
         if state is None:
             return Status(False, str(self.paths.root), self.topo.node_count, {}, [], {}, "", [], [])
+        if os.geteuid() != 0:
+            raise PrerequisiteError(
+                "the sandbox's status can only be read as root (it looks inside its namespaces)",
+                hint="run it with sudo, e.g. sudo nodetunnel sandbox status",
+            )
         topo = Topology(int(state["node_count"]))
         for key, ref in state.get("processes", {}).items():
             host, name = key.split("/", 1)
@@ -320,7 +325,13 @@ class Sandbox:
                 self._down_locked()
             started = time.monotonic()
             try:
-                self._build()
+                try:
+                    self._build()
+                except OSError as exc:  # file-system trouble while writing the cluster's files
+                    raise SandboxError(
+                        f"could not set up {exc.filename or self.paths.root}: {exc.strerror}",
+                        hint=f"check free space and permissions under {self.paths.root}",
+                    ) from exc
             except BaseException as exc:
                 # Leave nothing half-built behind.
                 self._say("start-up failed; removing what was built")

@@ -143,7 +143,8 @@ def hosts_file(topo: Topology, host: Host) -> str:
     return "".join(lines)
 
 
-_PAM_SYSTEMD = re.compile(r"^(\s*session\s+\S+\s+pam_systemd\.so.*)$", re.MULTILINE)
+_PAM_SYSTEMD = re.compile(r"^([ \t]*-?session[ \t]+\S+[ \t]+pam_systemd\.so.*)$", re.MULTILINE)
+_COMMON_ACCOUNT = re.compile(r"^@include[ \t]+common-account[ \t]*$", re.MULTILINE)
 
 PAM_ADOPT = (
     "# Site policy: SSH only to a node where you have a job; the session joins that job.\n"
@@ -161,7 +162,7 @@ def pam_sshd(text: str, *, adopt: bool) -> str:
     """The host's /etc/pam.d/sshd, with pam_slurm_adopt after the account stack on nodes."""
     if not adopt:
         return text
-    marker = "@include common-account"
-    if marker not in text:
+    m = _COMMON_ACCOUNT.search(text)
+    if m is None:
         raise ValueError("/etc/pam.d/sshd has no '@include common-account' line to follow")
-    return text.replace(marker + "\n", marker + "\n" + PAM_ADOPT, 1)
+    return text[: m.end()] + "\n" + PAM_ADOPT + text[m.end() :].removeprefix("\n")
