@@ -218,6 +218,180 @@ def _show_status(status: Any, as_json: bool) -> None:
     console.print("[green]up[/green]" if status.up else "[red]not healthy[/red]")
 
 
+# --------------------------------------------------------------------- jupyter
+def _resource_options(f: Any) -> Any:
+    opts = [
+        click.option(
+            "--cluster", metavar="NAME", help="Cluster profile to use (see: nodetunnel config)."
+        ),
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Config file to read instead of the default one.",
+        ),
+        click.option("-p", "--partition", help="SLURM partition, e.g. gpu."),
+        click.option("--gres", help="Generic resources, e.g. gpu:1."),
+        click.option("--gpus", help="GPUs for the job (sbatch --gpus)."),
+        click.option("--mem", help="Memory per node, e.g. 16G."),
+        click.option("-t", "--time", help="Time limit, e.g. 4:00:00."),
+        click.option("-c", "--cpus-per-task", type=click.IntRange(1), help="CPUs for the app."),
+        click.option("-A", "--account", help="SLURM account to charge."),
+        click.option("-q", "--qos", help="Quality of service."),
+        click.option("-C", "--constraint", help="Node features, e.g. a100."),
+        click.option("--reservation", help="Reservation name."),
+        click.option(
+            "--sbatch-arg",
+            "sbatch_args",
+            multiple=True,
+            metavar="ARG",
+            help="Any other sbatch option, e.g. --sbatch-arg=--exclusive (repeatable).",
+        ),
+        click.option("--conda-env", help="Conda environment to activate on the node."),
+        click.option(
+            "--module",
+            "modules",
+            multiple=True,
+            metavar="NAME",
+            help="Environment module to load first (repeatable).",
+        ),
+        click.option("--venv", help="Python virtualenv (directory on the cluster) to activate."),
+        click.option("--setup", metavar="CMD", help="Shell command to run before the app, as-is."),
+        click.option("--workdir", help="Directory on the cluster to start the app in."),
+        click.option(
+            "--port",
+            type=click.IntRange(1, 65535),
+            help="Local port on 127.0.0.1 (default: 8888 if free, else any free port).",
+        ),
+        click.option(
+            "--timeout",
+            "timeout_s",
+            type=click.FloatRange(1),
+            default=600.0,
+            show_default=True,
+            help="Seconds to wait for the job to start the app.",
+        ),
+        click.option("--no-browser", is_flag=True, help="Do not open a browser."),
+        click.option(
+            "--keep",
+            is_flag=True,
+            help="Leave the job running when nodetunnel exits (default: cancel it).",
+        ),
+        click.option(
+            "--dry-run",
+            is_flag=True,
+            help="Print the batch script and the ssh commands; run nothing.",
+        ),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print one JSON object once the app is reachable.",
+        ),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+_SETTING_KEYS = (
+    "partition", "gres", "gpus", "mem", "time", "cpus_per_task", "account", "qos",
+    "constraint", "reservation", "sbatch_args", "conda_env", "modules", "venv", "setup", "workdir",
+)  # fmt: skip
+
+
+@cli.command()
+@_resource_options
+def jupyter(**opts: Any) -> None:
+    """Start JupyterLab in a SLURM job and open it in your browser.
+
+    The job is submitted with sbatch (it survives your laptop), JupyterLab
+    listens on a private Unix socket on the node, and an SSH tunnel through
+    your jump hosts forwards it to 127.0.0.1. The token is made here and never
+    appears on a command line. Ctrl-C closes the tunnel and cancels the job
+    (unless --keep).
+
+    \b
+    Examples:
+      nodetunnel jupyter --cluster swc -p gpu --gres gpu:1 --mem 16G --time 4:00:00
+      nodetunnel jupyter --cluster swc --conda-env my_env --workdir ~/project
+      nodetunnel jupyter --cluster sandbox --no-browser      # the mini-cluster
+      nodetunnel jupyter --cluster swc --dry-run             # show, do not run
+    """
+    _run_app("jupyter", opts)
+
+
+def _run_app(app_name: str, opts: dict[str, Any]) -> None:
+    import dataclasses
+
+    from . import config
+    from .apps import APPS
+    from .errors import UsageError
+    from .payload import Environment, render_body
+    from .scheduler.base import JobRequest
+    from .scheduler.slurm import Slurm
+    from .session import LaunchRequest, Session
+
+    overrides = {k: opts[k] for k in _SETTING_KEYS}
+    settings = config.resolve(opts["cluster"], overrides, opts["config_file"], app=app_name)
+    if not settings.jump:
+        raise UsageError(
+            "no cluster to connect to: no --cluster given and no default_cluster in the config",
+            hint="pass --cluster NAME (e.g. --cluster swc), or run 'nodetunnel config init'",
+        )
+    app = APPS[app_name]
+    job = JobRequest(
+        partition=settings.partition, gres=settings.gres, gpus=settings.gpus, mem=settings.mem,
+        time=settings.time, cpus_per_task=settings.cpus_per_task, account=settings.account,
+        qos=settings.qos, constraint=settings.constraint, reservation=settings.reservation,
+        job_name=f"nodetunnel-{app_name}", extra_args=tuple(settings.sbatch_args),
+    )  # fmt: skip
+    env = Environment(
+        modules=tuple(settings.modules), conda_env=settings.conda_env, venv=settings.venv,
+        setup=settings.setup, workdir=settings.workdir,
+    )  # fmt: skip
+    req = LaunchRequest(
+        app=app, jump=tuple(settings.jump), job=job, env=env, user=settings.user,
+        ssh_includes=(str(settings.ssh_config),) if settings.ssh_config else (),
+        local_port=opts["port"], start_timeout_s=opts["timeout_s"], keep=opts["keep"],
+    )  # fmt: skip
+    if opts["dry_run"]:
+        _dry_run(req, Slurm, render_body, dataclasses.replace)
+        return
+    quiet = opts["as_json"]
+    with Session(req, progress=None if quiet else _progress) as session:
+        info = session.start()
+        if opts["as_json"]:
+            _print_json(info.to_json())
+        else:
+            click.echo(f"\n  {app_name} is ready: {info.url}\n")
+            left = f", {info.time_left_s // 60} min left" if info.time_left_s else ""
+            click.echo(
+                f"  job {info.job_id} on {info.node}{left}. Ctrl-C to stop"
+                + (" (the job keeps running: --keep)." if req.keep else " and cancel the job.")
+            )
+        if not opts["no_browser"] and not opts["as_json"]:
+            import webbrowser
+
+            webbrowser.open(info.url)
+        reason = session.watch()
+        _progress(reason)
+
+
+def _dry_run(req: Any, slurm_cls: Any, render_body: Any, replace: Any) -> None:
+    from .ssh import OpenSSH
+
+    session_dir = "$HOME/.nodetunnel/sessions/nt-XXXXXXXX"
+    job = replace(req.job, output=f"{session_dir}/job.log")
+    ssh = OpenSSH(req.jump, config_path=Path("SESSION_SSH_CONFIG"), user=req.user)
+    script = slurm_cls(ssh).job_script(job, render_body(req.app, req.env, session_dir))
+    click.echo("# batch script (sent to sbatch on stdin on " + ssh.submit_host + "):")
+    click.echo(script)
+    click.echo("# ssh commands:")
+    click.echo(" ".join(ssh.command_argv(ssh.submit_host, ssh.jump[:-1], ["sbatch", "--parsable"])))
+    click.echo(" ".join(ssh.forward_argv("NODE", req.local_port or 8888, "/tmp/nt.XXXXXX/s")))
+
+
 # ---------------------------------------------------------------------- config
 _CONFIG_APPS = ("jupyter",)  # nodetunnel.config.APPS, spelled out to keep imports lazy
 

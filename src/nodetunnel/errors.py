@@ -12,7 +12,9 @@ the value) and a ``hint`` (what to do next)::
     │   ├── CommandNotFound                      the program is not installed / not on PATH
     │   └── CommandTimeout               exit 5  the program did not finish within its deadline
     ├── WaitTimeout                      exit 5  a readiness wait reached its deadline
-    └── SandboxError                     exit 6  the mini-cluster could not be built or inspected
+    ├── SandboxError                     exit 6  the mini-cluster could not be built or inspected
+    └── SchedulerError                   exit 7  SLURM refused, lost or could not report a job
+        └── JobFailed                            the job ended (failed, cancelled, timed out) early
 
 Ctrl-C is not an error class: the CLI maps ``KeyboardInterrupt`` to exit 130.
 Low-level ``OSError``/``subprocess`` exceptions are translated into this tree
@@ -35,6 +37,7 @@ class ExitCode(enum.IntEnum):
     COMMAND = 4
     TIMEOUT = 5
     SANDBOX = 6
+    SCHEDULER = 7
     INTERRUPTED = 130
 
 
@@ -155,3 +158,31 @@ class SandboxError(NodetunnelError):
     """The mini-cluster could not be built, inspected or removed."""
 
     exit_code = ExitCode.SANDBOX
+
+
+class SchedulerError(NodetunnelError):
+    """The batch scheduler refused a job, lost it, or answered something unexpected."""
+
+    exit_code = ExitCode.SCHEDULER
+
+
+class JobFailed(SchedulerError):
+    """A job ended (failed, was cancelled, timed out, ...) before it did its work."""
+
+    def __init__(
+        self,
+        job_id: str,
+        state: str,
+        reason: str | None = None,
+        *,
+        message: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.state = state
+        self.reason = reason
+        if message is None:
+            message = f"job {job_id} ended with state {state}"
+            if reason:
+                message += f" (reason: {reason})"
+        super().__init__(message, hint)

@@ -28,6 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..config import sandbox_profile_toml
 from ..errors import CommandError, NodetunnelError, PrerequisiteError, SandboxError
 from ..proc import NotReady, ProcessRef, reap, run, spawn, wait_until
 from . import network, render
@@ -561,6 +562,8 @@ class Sandbox:
         (p.etc_slurm / "cgroup.conf").write_text(render.cgroup_conf())
         p.known_hosts.write_text(render.known_hosts(self.topo, host_keys))
         p.ssh_config.write_text(render.client_ssh_config(self.topo, p))
+        # Registers the 'sandbox' cluster profile (nodetunnel ... --cluster sandbox).
+        (p.root / "profile.toml").write_text(sandbox_profile_toml(p))
 
     def _make_munge_key(self) -> None:
         d = self.paths.munge_dir
@@ -686,6 +689,7 @@ class Sandbox:
 
     def _down_locked(self) -> list[str]:
         removed: list[str] = []
+        problems: list[str] = []
         try:
             state = self._read_state() or {}
         except SandboxError:
@@ -715,14 +719,23 @@ class Sandbox:
             except KeyError:
                 continue
             if pw.pw_gecos == USER_MARKER:
-                run(["userdel", user], timeout_s=20)
-                removed.append(f"user {user}")
+                done = run(["userdel", user], timeout_s=20, check=False)
+                if done.returncode == 0:
+                    removed.append(f"user {user}")
+                else:
+                    problems.append(f"user {user}: {done.stderr.strip()}")
         if state.get("created_run_sshd") and RUN_SSHD.is_dir() and not any(RUN_SSHD.iterdir()):
             RUN_SSHD.rmdir()
             removed.append(str(RUN_SSHD))
         if self.paths.root.exists():
             shutil.rmtree(self.paths.root)
             removed.append(f"directory {self.paths.root}")
+        if problems:
+            raise SandboxError(
+                "sandbox removed except: " + "; ".join(problems),
+                hint="a test user still runs a process outside the sandbox (on this machine); "
+                "end it, then run 'nodetunnel sandbox down' again",
+            )
         return removed
 
     def _cgroup_pids(self) -> set[int]:

@@ -1,0 +1,140 @@
+"""The job script that runs on the compute node: plain POSIX sh, rendered by a pure function.
+
+What it does, in order: activate the environment (modules, conda, venv, setup
+command), enter the work directory, check the app is installed, start the app
+on a Unix socket in a fresh 0700 directory under the node's /tmp, wait until
+the socket exists, then write ``endpoint`` atomically into the session
+directory (on the shared home) so the laptop knows where to connect. A failure
+at any step writes ``error`` there and ends the job at once, so the laptop
+reports it instead of waiting.
+
+Every user value is ``shlex.quote``d; only ``--setup`` is shell code, on purpose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+
+from .apps.base import App, ShellVar, Word
+from .errors import UsageError
+
+MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
+SOCKET_DIR_TEMPLATE = "/tmp/nt.XXXXXX"  # mktemp: 14 chars + "/s"
+APP_START_TIMEOUT_S = 300
+
+
+@dataclasses.dataclass(frozen=True)
+class Environment:
+    modules: tuple[str, ...] = ()
+    conda_env: str | None = None
+    venv: str | None = None
+    setup: str | None = None  # shell code run as-is, e.g. "source ~/.bashrc_cluster"
+    workdir: str | None = None
+
+
+def _q(value: str, option: str) -> str:
+    if any(ord(c) < 32 and c != "\t" for c in value) or "\x7f" in value:
+        raise UsageError(
+            f"{option} value {value!r} contains a control character (newline?)",
+            hint=f"give {option} a single-line value",
+        )
+    return shlex.quote(value)
+
+
+def _word(w: Word) -> str:
+    if isinstance(w, ShellVar):
+        return f'{shlex.quote(w.prefix) if w.prefix else ""}"${w.name}"'
+    return shlex.quote(w)
+
+
+def render_body(app: App, env: Environment, session_dir: str) -> str:
+    """The part of the job script after the #SBATCH header."""
+    lines = [
+        "set -u",
+        f"NT_SESSION_DIR={_q(session_dir, 'session directory')}",
+        'NT_TOKEN_FILE="$NT_SESSION_DIR/token"',
+        "umask 077",
+        "nt_fail() {",
+        "    printf 'nodetunnel: %s\\n' \"$1\" >&2",
+        '    printf \'%s\\n\' "$1" > "$NT_SESSION_DIR/error.tmp" && '
+        'mv -f "$NT_SESSION_DIR/error.tmp" "$NT_SESSION_DIR/error"',
+        "    exit 1",
+        "}",
+    ]
+    for module in env.modules:
+        m = _q(module, "--module")
+        lines.append(
+            f"module load {m} || nt_fail {shlex.quote(f'module {module} could not be loaded')}"
+        )
+    if env.conda_env:
+        c = _q(env.conda_env, "--conda-env")
+        lines += [
+            "command -v conda >/dev/null 2>&1 || nt_fail 'conda is not on PATH (try --module to load it)'",
+            "eval \"$(conda shell.posix hook)\" || nt_fail 'conda shell hook failed'",
+            f"conda activate {c} || nt_fail {shlex.quote(f'conda environment {env.conda_env} not found')}",
+        ]
+    if env.venv:
+        v = _q(env.venv, "--venv")
+        lines += [
+            f"[ -f {v}/bin/activate ] || nt_fail {shlex.quote(f'no virtualenv at {env.venv}')}",
+            f". {v}/bin/activate",
+        ]
+    if env.setup:
+        _q(env.setup, "--setup")
+        lines += [
+            "# --setup, as given:",
+            env.setup,
+            "[ $? -eq 0 ] || nt_fail 'the --setup command failed'",
+        ]
+    if env.workdir:
+        w = _q(env.workdir, "--workdir")
+        lines.append(
+            f"cd {w} || nt_fail {shlex.quote(f'cannot enter work directory {env.workdir}')}"
+        )
+    prog = shlex.quote(app.program)
+    not_found = f"{app.program} not found on PATH on $(hostname): {app.install_hint}"
+    lines += [
+        f'command -v {prog} >/dev/null 2>&1 || nt_fail "{_dq(not_found)}"',
+        f"NT_RUN=$(mktemp -d {SOCKET_DIR_TEMPLATE}) || nt_fail 'cannot create a private directory in /tmp'",
+        'NT_SOCK="$NT_RUN/s"',
+        'NT_PID=""',
+        'trap \'[ -n "$NT_PID" ] && kill "$NT_PID" 2>/dev/null; rm -rf "$NT_RUN"\' EXIT',
+        "trap 'exit 143' TERM",
+        "trap 'exit 130' INT",
+    ]
+    for name, var in app.env:
+        lines.append(f"export {name}={_word(var)}")
+    lines += [
+        " ".join(_word(w) for w in app.launch) + " &",
+        "NT_PID=$!",
+        f"NT_DEADLINE=$(( $(date +%s) + {APP_START_TIMEOUT_S} ))",
+        'while [ ! -S "$NT_SOCK" ]; do',
+        '    kill -0 "$NT_PID" 2>/dev/null || nt_fail "the app exited before listening; see the job log"',
+        '    [ "$(date +%s)" -lt "$NT_DEADLINE" ] || '
+        f"nt_fail 'the app did not listen within {APP_START_TIMEOUT_S} s'",
+        "    sleep 0.2",
+        "done",
+        'printf \'socket=%s\\nhost=%s\\n\' "$NT_SOCK" "$(hostname)" > "$NT_SESSION_DIR/endpoint.tmp"',
+        'mv -f "$NT_SESSION_DIR/endpoint.tmp" "$NT_SESSION_DIR/endpoint"',
+        'wait "$NT_PID"',
+        "NT_RC=$?",
+        'NT_PID=""',
+        'exit "$NT_RC"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _dq(text: str) -> str:
+    """Escape for inside double quotes (the text is ours, not the user's)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`")
+
+
+def parse_endpoint(text: str) -> dict[str, str]:
+    """Parse the ``endpoint`` file written by the job (``key=value`` lines)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out

@@ -1,0 +1,5 @@
+#!/bin/sh
+#SBATCH --job-name=nodetunnel
+: end of the SBATCH directives
+set -eu
+exec jupyter lab --no-browser --sock "$SOCK"
