@@ -328,7 +328,6 @@ def _run_app(app_name: str, opts: dict[str, Any]) -> None:
     from .apps import APPS
     from .errors import UsageError
     from .payload import Environment, render_body
-    from .scheduler.base import JobRequest
     from .scheduler.slurm import Slurm
     from .session import LaunchRequest, Session
 
@@ -340,12 +339,7 @@ def _run_app(app_name: str, opts: dict[str, Any]) -> None:
             hint="pass --cluster NAME (e.g. --cluster swc), or run 'nodetunnel config init'",
         )
     app = APPS[app_name]
-    job = JobRequest(
-        partition=settings.partition, gres=settings.gres, gpus=settings.gpus, mem=settings.mem,
-        time=settings.time, cpus_per_task=settings.cpus_per_task, account=settings.account,
-        qos=settings.qos, constraint=settings.constraint, reservation=settings.reservation,
-        job_name=f"nodetunnel-{app_name}", extra_args=tuple(settings.sbatch_args),
-    )  # fmt: skip
+    job = settings.job_request(f"nodetunnel-{app_name}")
     env = Environment(
         modules=tuple(settings.modules), conda_env=settings.conda_env, venv=settings.venv,
         setup=settings.setup, workdir=settings.workdir,

@@ -42,8 +42,10 @@ import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from .scheduler.base import JobRequest
 from .errors import UsageError
 from .sandbox.topology import DEFAULT_DIR, Paths
 
@@ -745,15 +747,16 @@ class Settings:
         """The jump hosts as one ``ssh -J`` argument (``"login,gateway"``), or None."""
         return ",".join(self.jump) if self.jump else None
 
-    def sbatch_options(self) -> list[str]:
-        """The resource fields as sbatch options (``--partition=gpu``, ...), then sbatch_args."""
-        opts = []
-        for name in ("partition", "gres", "gpus", "mem", "time", "cpus_per_task",
-                     "account", "qos", "constraint", "reservation"):  # fmt: skip
-            value = getattr(self, name)
-            if value is not None:
-                opts.append(f"--{name.replace('_', '-')}={value}")
-        return [*opts, *self.sbatch_args]
+    def job_request(self, job_name: str) -> JobRequest:
+        """The resource fields as the scheduler's :class:`JobRequest` (the one sbatch path)."""
+        from .scheduler.base import JobRequest
+
+        return JobRequest(
+            partition=self.partition, gres=self.gres, gpus=self.gpus, mem=self.mem,
+            time=self.time, cpus_per_task=self.cpus_per_task, account=self.account,
+            qos=self.qos, constraint=self.constraint, reservation=self.reservation,
+            job_name=job_name, extra_args=tuple(self.sbatch_args),
+        )  # fmt: skip
 
 
 def _jsonable(value: Any) -> Any:

@@ -726,19 +726,16 @@ def test_source_of_an_unknown_field() -> None:
         Settings().source("nope")
 
 
-def test_sbatch_options() -> None:
+def test_job_request() -> None:
     settings = resolve(
         "swc",
         {"gres": "gpu:1", "cpus_per_task": 4, "time": "1:00:00", "sbatch_args": ["--nice=5"]},
     )
-    assert settings.sbatch_options() == [
-        "--partition=gpu",
-        "--gres=gpu:1",
-        "--time=1:00:00",
-        "--cpus-per-task=4",
-        "--nice=5",
-    ]
-    assert Settings().sbatch_options() == []
+    job = settings.job_request("nodetunnel-jupyter")
+    assert (job.partition, job.gres, job.time, job.cpus_per_task) == ("gpu", "gpu:1", "1:00:00", 4)
+    assert job.extra_args == ("--nice=5",)
+    assert job.job_name == "nodetunnel-jupyter"
+    assert Settings().job_request("x").partition is None
     assert Settings().jump_spec is None
 
 
