@@ -6,7 +6,7 @@ import subprocess
 
 from nodetunnel.proc import Completed, NotReady, run, wait_until
 from nodetunnel.quoting import remote_command
-from nodetunnel.sandbox.cluster import Sandbox
+from nodetunnel.sandbox.cluster import Sandbox, as_user_argv
 from nodetunnel.sandbox.topology import USERS
 
 ALICE, BOB = USERS
@@ -17,20 +17,10 @@ def squeue(sb: Sandbox) -> list[str]:
     return [line for line in out.splitlines() if line.strip()]
 
 
-def as_user(
-    sb: Sandbox, user: str, argv: list[str], *, timeout_s: float = 30, check: bool = False
-) -> Completed:
+def as_user(user: str, argv: list[str], *, timeout_s: float = 30, check: bool = False) -> Completed:
     """Run ``argv`` on the laptop as a test user (their HOME, no root environment)."""
     return run(
-        [
-            "setpriv",
-            f"--reuid={user}",
-            f"--regid={user}",
-            "--init-groups",
-            "--reset-env",
-            "--",
-            *argv,
-        ],
+        as_user_argv(user, argv),
         timeout_s=timeout_s,
         check=check,
         cwd="/",
@@ -58,9 +48,7 @@ def user_ssh(
     command: list[str],
     timeout_s: float = 30,
 ) -> Completed:
-    return as_user(
-        sb, user, ssh_argv(sb, jump=jump, host=host, command=command), timeout_s=timeout_s
-    )
+    return as_user(user, ssh_argv(sb, jump=jump, host=host, command=command), timeout_s=timeout_s)
 
 
 def sbatch(sb: Sandbox, user: str, *args: str) -> str:
@@ -94,15 +82,7 @@ def wait_job(sb: Sandbox, job_id: str, states: set[str], timeout_s: float = 30) 
 
 def popen_as_user(user: str, argv: list[str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            "setpriv",
-            f"--reuid={user}",
-            f"--regid={user}",
-            "--init-groups",
-            "--reset-env",
-            "--",
-            *argv,
-        ],
+        as_user_argv(user, argv),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from nodetunnel.proc import NotReady, ProcessRef, wait_until
-from nodetunnel.sandbox.cluster import Sandbox
+from nodetunnel.proc import NotReady, ProcessRef, run, wait_until
+from nodetunnel.sandbox.cluster import Sandbox, as_user_argv
 from nodetunnel.sandbox.topology import CGROUP_NAME
 
 from .conftest import IN_CI
-from .helpers import ALICE, BOB, squeue
+from .helpers import ALICE, BOB, as_user, popen_as_user, squeue
 
 CLUSTER_VENV = Path("/opt/nodetunnel-cluster-venv")
 LAPTOP_VENV = Path("/opt/nodetunnel-laptop-venv")
@@ -54,12 +54,7 @@ class Cli:
 
     def __init__(self, user: str, argv: list[str]) -> None:
         self.user = user
-        self.proc = subprocess.Popen(
-            ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--reset-env",
-             "--", *argv],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, start_new_session=True, cwd="/",
-        )  # fmt: skip
+        self.proc = popen_as_user(user, argv)
 
     def read_json(self, timeout_s: float = 90) -> dict[str, object]:
         """The JSON object the CLI prints once the app is reachable (raw reads: no buffering)."""
@@ -98,23 +93,12 @@ class Cli:
                 ProcessRef(pid, start).stop(timeout_s=3)
             for sock in session_dir.iterdir():
                 if sock.is_socket():
-                    subprocess.run(
-                        ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--init-groups",
-                         "--", "ssh", "-o", f"ControlPath={sock}", "-O", "exit", "nodetunnel"],
-                        capture_output=True, timeout=10, check=False,
-                    )  # fmt: skip
+                    exit_master = ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "nodetunnel"]
+                    run(as_user_argv(self.user, exit_master), timeout_s=10, check=False)
 
     def stderr(self) -> str:
         assert self.proc.stderr is not None
         return self.proc.stderr.read() if self.proc.poll() is not None else "(still running)"
-
-
-def run_cli(user: str, argv: list[str], timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--reset-env",
-         "--", *argv],
-        capture_output=True, text=True, timeout=timeout_s, cwd="/", check=False,
-    )  # fmt: skip
 
 
 def http_status(port: int, path: str, token: str | None) -> int:
@@ -178,11 +162,8 @@ def test_jupyter_end_to_end_and_clean_exit(sandbox, laptop_nodetunnel):
         mode = sandbox.run_in(node, ["stat", "-c", "%a %U", os.path.dirname(sock)]).split()
         assert mode == ["700", ALICE]
         probe = "import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])"
-        res = subprocess.run(
-            sandbox.host_argv(node, ["setpriv", f"--reuid={BOB}", f"--regid={BOB}", "--init-groups",
-                                     "--", "/usr/bin/python3", "-c", probe, sock]),
-            capture_output=True, text=True, timeout=20, check=False,
-        )  # fmt: skip
+        bob = as_user_argv(BOB, ["/usr/bin/python3", "-c", probe, sock])
+        res = run(sandbox.host_argv(node, bob), timeout_s=20, check=False)
         assert res.returncode != 0
         assert "PermissionError" in res.stderr
         # The token is in no process's argv, on the laptop or any node (one PID namespace).
@@ -243,26 +224,28 @@ def _assert_clean_failure(sandbox, res, *needles):
 
 
 def test_unknown_partition_is_a_clear_error(sandbox, laptop_nodetunnel):
-    res = run_cli(ALICE, jupyter_argv(laptop_nodetunnel, "-p", "nosuchpartition"))
+    res = as_user(ALICE, jupyter_argv(laptop_nodetunnel, "-p", "nosuchpartition"), timeout_s=120)
     _assert_clean_failure(sandbox, res, "nosuchpartition")
 
 
 def test_impossible_resources_are_a_clear_error(sandbox, laptop_nodetunnel):
-    res = run_cli(ALICE, jupyter_argv(laptop_nodetunnel, "-p", "gpu", "--gres", "gpu:9"))
+    res = as_user(
+        ALICE, jupyter_argv(laptop_nodetunnel, "-p", "gpu", "--gres", "gpu:9"), timeout_s=120
+    )
     _assert_clean_failure(sandbox, res, "gpu:9")
 
 
 def test_missing_venv_is_reported_with_the_log(sandbox, laptop_nodetunnel):
     argv = [a if a != str(CLUSTER_VENV) else "/nonexistent/venv" for a in
             jupyter_argv(laptop_nodetunnel)]  # fmt: skip
-    res = run_cli(ALICE, argv)
+    res = as_user(ALICE, argv, timeout_s=120)
     _assert_clean_failure(sandbox, res, "no virtualenv at /nonexistent/venv")
 
 
 def test_hostile_workdir_is_used_literally(sandbox, laptop_nodetunnel):
     canary = sandbox.paths.user_home(ALICE) / "canary"
     hostile = f"x'; touch {canary}; echo '$(touch {canary})"
-    res = run_cli(ALICE, jupyter_argv(laptop_nodetunnel, "--workdir", hostile))
+    res = as_user(ALICE, jupyter_argv(laptop_nodetunnel, "--workdir", hostile), timeout_s=120)
     _assert_clean_failure(sandbox, res, "cannot enter work directory")
     assert not canary.exists()
 
@@ -272,5 +255,5 @@ def test_local_port_in_use_is_refused_before_submitting(sandbox, laptop_nodetunn
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        res = run_cli(ALICE, jupyter_argv(laptop_nodetunnel, "--port", str(port)))
+        res = as_user(ALICE, jupyter_argv(laptop_nodetunnel, "--port", str(port)), timeout_s=120)
     _assert_clean_failure(sandbox, res, f"port {port} is already in use")

@@ -92,7 +92,7 @@ def test_jump_chain_and_host_key_checking(sandbox):
     # With an empty known_hosts the connection is refused: checking is on.
     argv = ssh_argv(sandbox, jump=None, host="login", command=["true"])
     argv[1:1] = ["-o", "UserKnownHostsFile=/dev/null"]
-    res = as_user(sandbox, ALICE, argv)
+    res = as_user(ALICE, argv)
     assert res.returncode == 255
     assert "Host key verification failed" in res.stderr
 
@@ -164,7 +164,7 @@ def test_gpu_job_runs_on_a_node_with_cuda_visible_devices(sandbox):
 
 def test_users_cannot_read_each_others_home(sandbox):
     secret = sandbox.paths.user_home(ALICE) / ".ssh" / "id_ed25519"
-    res = as_user(sandbox, BOB, ["cat", str(secret)])
+    res = as_user(BOB, ["cat", str(secret)])
     assert res.returncode != 0
     assert "Permission denied" in res.stderr
 

@@ -14,7 +14,7 @@ import pytest
 from nodetunnel import proc
 from nodetunnel.errors import SchedulerError
 from nodetunnel.proc import Completed, NotReady, wait_until
-from nodetunnel.sandbox.cluster import Sandbox
+from nodetunnel.sandbox.cluster import Sandbox, as_user_argv
 from nodetunnel.scheduler import JobRequest, JobState, JobStatus, Slurm
 
 from .helpers import ALICE
@@ -40,15 +40,7 @@ class AliceRunner:
         check: bool = True,
     ) -> Completed:
         self.calls.append(list(argv))
-        wrapped = [
-            "setpriv",
-            f"--reuid={ALICE}",
-            f"--regid={ALICE}",
-            "--init-groups",
-            "--reset-env",
-            "--",
-            *argv,
-        ]
+        wrapped = as_user_argv(ALICE, list(argv))
         return proc.run(
             self.sandbox.host_argv("gateway", wrapped),
             input=input,

@@ -173,6 +173,13 @@ def check_prerequisites(*, need_root: bool = True) -> None:
             )
 
 
+def as_user_argv(user: str, argv: list[str]) -> list[str]:
+    """``argv`` run as ``user`` with that user's login environment (HOME, PATH), as root may."""
+    return [
+        "setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--reset-env", "--", *argv,
+    ]  # fmt: skip
+
+
 class Sandbox:
     """One mini-cluster on this machine, kept under ``paths.root``."""
 
@@ -249,15 +256,7 @@ class Sandbox:
     ) -> str:
         """Run ``argv`` inside ``host`` (as ``user`` if given) and return stdout."""
         if user is not None:
-            argv = [
-                "setpriv",
-                f"--reuid={user}",
-                f"--regid={user}",
-                "--init-groups",
-                "--reset-env",
-                "--",
-                *argv,
-            ]
+            argv = as_user_argv(user, argv)
         return run(
             self.host_argv(host, argv, state), timeout_s=timeout_s, check=check, input=input
         ).stdout
