@@ -294,12 +294,6 @@ def _resource_options(f: Any) -> Any:
     return f
 
 
-_SETTING_KEYS = (
-    "partition", "gres", "gpus", "mem", "time", "cpus_per_task", "account", "qos",
-    "constraint", "reservation", "sbatch_args", "conda_env", "modules", "venv", "setup", "workdir",
-)  # fmt: skip
-
-
 @cli.command()
 @_resource_options
 def jupyter(**opts: Any) -> None:
@@ -322,68 +316,47 @@ def jupyter(**opts: Any) -> None:
 
 
 def _run_app(app_name: str, opts: dict[str, Any]) -> None:
-    import dataclasses
-
     from . import config
     from .apps import APPS
     from .errors import UsageError
-    from .payload import Environment, render_body
-    from .scheduler.slurm import Slurm
-    from .session import LaunchRequest, Session
+    from .payload import Environment
+    from .session import LaunchRequest, Session, plan
 
-    overrides = {k: opts[k] for k in _SETTING_KEYS}
+    overrides = {k: opts[k] for k in config.APP_KEYS}
     settings = config.resolve(opts["cluster"], overrides, opts["config_file"], app=app_name)
     if not settings.jump:
         raise UsageError(
             "no cluster to connect to: no --cluster given and no default_cluster in the config",
             hint="pass --cluster NAME (e.g. --cluster swc), or run 'nodetunnel config init'",
         )
-    app = APPS[app_name]
-    job = settings.job_request(f"nodetunnel-{app_name}")
     env = Environment(
         modules=tuple(settings.modules), conda_env=settings.conda_env, venv=settings.venv,
         setup=settings.setup, workdir=settings.workdir,
     )  # fmt: skip
     req = LaunchRequest(
-        app=app, jump=tuple(settings.jump), job=job, env=env, user=settings.user,
+        app=APPS[app_name], jump=tuple(settings.jump), job=settings.job_request("nodetunnel"),
+        env=env, user=settings.user,
         ssh_includes=(str(settings.ssh_config),) if settings.ssh_config else (),
         local_port=opts["port"], start_timeout_s=opts["timeout_s"], keep=opts["keep"],
     )  # fmt: skip
     if opts["dry_run"]:
-        _dry_run(req, Slurm, render_body, dataclasses.replace)
+        click.echo(plan(req), nl=False)
         return
-    quiet = opts["as_json"]
-    with Session(req, progress=None if quiet else _progress) as session:
+    as_json = opts["as_json"]
+    with Session(req, progress=None if as_json else _progress) as session:
         info = session.start()
-        if opts["as_json"]:
+        if as_json:
             _print_json(info.to_json())
         else:
-            click.echo(f"\n  {app_name} is ready: {info.url}\n")
             left = f", {info.time_left_s // 60} min left" if info.time_left_s else ""
-            click.echo(
-                f"  job {info.job_id} on {info.node}{left}. Ctrl-C to stop"
-                + (" (the job keeps running: --keep)." if req.keep else " and cancel the job.")
-            )
-        if not opts["no_browser"] and not opts["as_json"]:
+            stop = "the job keeps running (--keep)" if req.keep else "the job is cancelled"
+            click.echo(f"\n  {app_name} is ready: {info.url}\n")
+            click.echo(f"  job {info.job_id} on {info.node}{left}. Ctrl-C to stop; {stop}.")
+        if not opts["no_browser"] and not as_json:
             import webbrowser
 
-            webbrowser.open(info.url)
-        reason = session.watch()
-        _progress(reason)
-
-
-def _dry_run(req: Any, slurm_cls: Any, render_body: Any, replace: Any) -> None:
-    from .ssh import OpenSSH
-
-    session_dir = "$HOME/.nodetunnel/sessions/nt-XXXXXXXX"
-    job = replace(req.job, output=f"{session_dir}/job.log")
-    ssh = OpenSSH(req.jump, config_path=Path("SESSION_SSH_CONFIG"), user=req.user)
-    script = slurm_cls(ssh).job_script(job, render_body(req.app, req.env, session_dir))
-    click.echo("# batch script (sent to sbatch on stdin on " + ssh.submit_host + "):")
-    click.echo(script)
-    click.echo("# ssh commands:")
-    click.echo(" ".join(ssh.command_argv(ssh.submit_host, ssh.jump[:-1], ["sbatch", "--parsable"])))
-    click.echo(" ".join(ssh.forward_argv("NODE", req.local_port or 8888, "/tmp/nt.XXXXXX/s")))
+            webbrowser.open(session.browser_file().as_uri())
+        _progress(session.watch())
 
 
 # ---------------------------------------------------------------------- config

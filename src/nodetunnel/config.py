@@ -46,7 +46,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .scheduler.base import JobRequest
+from .apps import APPS as _APP_RECIPES
 from .errors import UsageError
+from .quoting import control_char
 from .sandbox.topology import DEFAULT_DIR, Paths
 
 if sys.version_info >= (3, 11):
@@ -86,7 +88,7 @@ SANDBOX_PROFILE_FILENAME = "profile.toml"
 SOURCE_DEFAULT = "default"
 SOURCE_CLI = "command line"
 
-APPS = ("jupyter",)
+APPS: tuple[str, ...] = tuple(_APP_RECIPES)  # the app commands
 """Apps that may have their own ``[clusters.NAME.APP]`` table of defaults."""
 
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -144,7 +146,9 @@ _FIELDS_BY_NAME = {f.name: f for f in FIELDS}
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 _SUGAR = ("login", "gateway")  # become ``jump = [login, gateway]``
 _CLUSTER_KEYS = frozenset(FIELD_NAMES) | frozenset(_SUGAR)
-_APP_KEYS = frozenset(f.name for f in FIELDS if f.group != "connection")
+#: The settings an app run takes (each is also a command-line option of the app commands).
+APP_KEYS = frozenset(f.name for f in FIELDS if f.group != "connection")
+_APP_KEYS = APP_KEYS
 _TOP_KEYS = frozenset({"default_cluster", "clusters"})
 
 _KIND_TEXT = {
@@ -344,15 +348,14 @@ def _check_text(
             "option (for example by ssh)",
             hint,
         )
+    ch = control_char(value, allow="\n\t" if multiline else "")
+    if ch is not None:
+        raise origin.error(
+            key,
+            f"has {what} {_short_repr(value)}, which contains the control character {ch!r}",
+            hint,
+        )
     for ch in value:
-        if multiline and ch in "\n\t":
-            continue
-        if unicodedata.category(ch)[0] == "C":
-            raise origin.error(
-                key,
-                f"has {what} {_short_repr(value)}, which contains the control character {ch!r}",
-                hint,
-            )
         if word and (ch.isspace() or not ch.isprintable()):
             raise origin.error(
                 key, f"has {what} {_short_repr(value)}, which contains whitespace", hint

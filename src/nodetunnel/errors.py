@@ -10,7 +10,9 @@ the value) and a ``hint`` (what to do next)::
     ├── PrerequisiteError                exit 3  not root, package missing, unsupported OS
     ├── CommandError                     exit 4  a program failed: argv, exit code, stderr tail
     │   ├── CommandNotFound                      the program is not installed / not on PATH
-    │   └── CommandTimeout               exit 5  the program did not finish within its deadline
+    │   ├── CommandTimeout               exit 5  the program did not finish within its deadline
+    │   └── SshError                     exit 8  ssh could not connect: unreachable, refused, host key
+    ├── TunnelError                      exit 8  the forward to the app on the node failed
     ├── WaitTimeout                      exit 5  a readiness wait reached its deadline
     ├── SandboxError                     exit 6  the mini-cluster could not be built or inspected
     └── SchedulerError                   exit 7  SLURM refused, lost or could not report a job
@@ -38,6 +40,7 @@ class ExitCode(enum.IntEnum):
     TIMEOUT = 5
     SANDBOX = 6
     SCHEDULER = 7
+    CONNECTION = 8
     INTERRUPTED = 130
 
 
@@ -135,6 +138,18 @@ def _short(argv: Sequence[str]) -> str:
 
     line = shlex.join(argv)
     return line if len(line) <= 200 else line[:197] + "..."
+
+
+class SshError(CommandError):
+    """An SSH connection failed (unreachable host, authentication refused, host key)."""
+
+    exit_code = ExitCode.CONNECTION
+
+
+class TunnelError(NodetunnelError):
+    """The SSH forward to the app on the node failed."""
+
+    exit_code = ExitCode.CONNECTION
 
 
 class WaitTimeout(NodetunnelError):

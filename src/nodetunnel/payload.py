@@ -18,6 +18,7 @@ import shlex
 
 from .apps.base import App, ShellVar, Word
 from .errors import UsageError
+from .quoting import control_char
 
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 SOCKET_DIR_TEMPLATE = "/tmp/nt.XXXXXX"  # mktemp: 14 chars + "/s"
@@ -33,13 +34,23 @@ class Environment:
     workdir: str | None = None
 
 
-def _q(value: str, option: str) -> str:
-    if any(ord(c) < 32 and c != "\t" for c in value) or "\x7f" in value:
+def _q(value: str, option: str, *, allow: str = "") -> str:
+    """``value`` quoted for the job script, refused if it holds a control character."""
+    ch = control_char(value, allow=allow)
+    if ch is not None:
         raise UsageError(
-            f"{option} value {value!r} contains a control character (newline?)",
+            f"{option} value {value!r} contains the control character {ch!r}",
             hint=f"give {option} a single-line value",
         )
     return shlex.quote(value)
+
+
+def _q_path(value: str, option: str) -> str:
+    """A cluster path, quoted; a leading ``~/`` means the home directory there, as in a shell."""
+    if value == "~" or value.startswith("~/"):
+        rest = value[2:]
+        return '"$HOME"' + ("/" + _q(rest, option) if rest else "")
+    return _q(value, option)
 
 
 def _word(w: Word) -> str:
@@ -75,20 +86,21 @@ def render_body(app: App, env: Environment, session_dir: str) -> str:
             f"conda activate {c} || nt_fail {shlex.quote(f'conda environment {env.conda_env} not found')}",
         ]
     if env.venv:
-        v = _q(env.venv, "--venv")
+        v = _q_path(env.venv, "--venv")
         lines += [
             f"[ -f {v}/bin/activate ] || nt_fail {shlex.quote(f'no virtualenv at {env.venv}')}",
             f". {v}/bin/activate",
         ]
     if env.setup:
-        _q(env.setup, "--setup")
+        _q(env.setup, "--setup", allow="\n\t")  # shell code: several lines are fine
         lines += [
             "# --setup, as given:",
+            "{",
             env.setup,
-            "[ $? -eq 0 ] || nt_fail 'the --setup command failed'",
+            "} || nt_fail 'the --setup command failed'",
         ]
     if env.workdir:
-        w = _q(env.workdir, "--workdir")
+        w = _q_path(env.workdir, "--workdir")
         lines.append(
             f"cd {w} || nt_fail {shlex.quote(f'cannot enter work directory {env.workdir}')}"
         )
@@ -98,6 +110,8 @@ def render_body(app: App, env: Environment, session_dir: str) -> str:
         f'command -v {prog} >/dev/null 2>&1 || nt_fail "{_dq(not_found)}"',
         f"NT_RUN=$(mktemp -d {SOCKET_DIR_TEMPLATE}) || nt_fail 'cannot create a private directory in /tmp'",
         'NT_SOCK="$NT_RUN/s"',
+        f'[ "${{#NT_SOCK}}" -le {MAX_SOCKET_PATH} ] || '
+        'nt_fail "socket path $NT_SOCK is too long for a Unix socket"',
         'NT_PID=""',
         'trap \'[ -n "$NT_PID" ] && kill "$NT_PID" 2>/dev/null; rm -rf "$NT_RUN"\' EXIT',
         "trap 'exit 143' TERM",
@@ -115,7 +129,9 @@ def render_body(app: App, env: Environment, session_dir: str) -> str:
         f"nt_fail 'the app did not listen within {APP_START_TIMEOUT_S} s'",
         "    sleep 0.2",
         "done",
-        'printf \'socket=%s\\nhost=%s\\n\' "$NT_SOCK" "$(hostname)" > "$NT_SESSION_DIR/endpoint.tmp"',
+        # SLURM's name for the node (the laptop checks it against the job's node list).
+        'printf \'socket=%s\\nhost=%s\\n\' "$NT_SOCK" "${SLURMD_NODENAME:-$(hostname)}" '
+        '> "$NT_SESSION_DIR/endpoint.tmp"',
         'mv -f "$NT_SESSION_DIR/endpoint.tmp" "$NT_SESSION_DIR/endpoint"',
         'wait "$NT_PID"',
         "NT_RC=$?",

@@ -8,9 +8,22 @@ the far side splits again. Every argv that crosses SSH goes through
 from __future__ import annotations
 
 import shlex
+import unicodedata
 from collections.abc import Sequence
 
 from .errors import UsageError
+
+
+def control_char(value: str, *, allow: str = "") -> str | None:
+    """The first control, surrogate or line/paragraph-separator character in ``value``.
+
+    The one check for values that must stay on one line of a script or command
+    (``allow`` lists characters that are fine, e.g. newline and tab in shell code).
+    """
+    for ch in value:
+        if ch not in allow and unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            return ch
+    return None
 
 
 def remote_command(argv: Sequence[str]) -> str:

@@ -2,39 +2,50 @@
 
 :class:`Session` is a context manager: whatever happens inside (an error,
 Ctrl-C), leaving it closes the tunnel and the shared SSH connections and
-cancels the job unless ``keep`` was asked for. The library reports progress
-through a callback and never prints.
+cancels the job unless ``keep`` was asked for. A second Ctrl-C cannot cut the
+clean-up short. The library reports progress through a callback and never prints.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import html
 import http.client
 import os
 import secrets
+import shlex
 import shutil
+import signal
 import socket
+import threading
 import time
-from collections.abc import Callable
-from types import TracebackType
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 
 from .apps.base import App
-from .errors import NodetunnelError, UsageError
-from .payload import Environment, parse_endpoint, render_body
+from .errors import JobFailed, NodetunnelError, TunnelError, UsageError
+from .payload import SOCKET_DIR_TEMPLATE, Environment, parse_endpoint, render_body
 from .proc import NotReady, ProcessRef, spawn, wait_until
 from .scheduler.base import JobRequest, JobState, JobStatus
 from .scheduler.slurm import Slurm
-from .ssh import OpenSSH, SshSettings, default_includes, private_runtime_dir, render_config
+from .ssh import (
+    OpenSSH,
+    SshSettings,
+    check_control_dir,
+    default_includes,
+    private_runtime_dir,
+    render_config,
+)
 
 Progress = Callable[[str], None]
 DEFAULT_PORT = 8888
 SESSIONS_DIR = ".nodetunnel/sessions"  # relative to the cluster home
-
-
-class JobEnded(NodetunnelError):
-    """The job ended (failed, was cancelled, hit its time limit) before or while serving."""
+JOB_CHECK_INTERVAL_S = 60.0  # while the tunnel is healthy (sites without pam_slurm_adopt)
+RECONNECT_TIMEOUT_S = 300.0
+_MARK = "nodetunnel-"  # prefix of the lines we parse from remote output
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,23 +115,71 @@ def probe_http(port: int, path: str, token: str, timeout_s: float = 5) -> int:
         conn.close()
 
 
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back while a step that must not be cut short runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, _frame: FrameType | None) -> None:
+        pending.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
+
+
+def plan(req: LaunchRequest) -> str:
+    """What a session would do: the batch script and the ssh commands (for --dry-run)."""
+    session_dir = f"$HOME/{SESSIONS_DIR}/nt-XXXXXXXX"
+    job = dataclasses.replace(req.job, output=f"{session_dir}/job.log")
+    ssh = OpenSSH(req.jump, config_path=Path("SESSION_DIR/ssh_config"), user=req.user)
+    script = Slurm(ssh).job_script(job, render_body(req.app, req.env, session_dir))
+    submit = ssh.command_argv(ssh.submit_host, ssh.jump[:-1], ["sbatch", "--parsable"])
+    port = req.local_port or DEFAULT_PORT
+    tunnel = ssh.forward_argv("NODE", port, SOCKET_DIR_TEMPLATE + "/s")
+    return "\n".join(
+        [
+            f"# batch script, sent on stdin to sbatch on {ssh.submit_host}:",
+            script,
+            "# submit:",
+            shlex.join(submit),
+            "# tunnel, once the job runs on NODE:",
+            shlex.join(tunnel),
+            "",
+        ]
+    )
+
+
 class Session:
     """An app in a SLURM job on a compute node, forwarded to 127.0.0.1 on this machine."""
 
     def __init__(self, req: LaunchRequest, *, progress: Progress | None = None) -> None:
-        self.req = req
-        self._say = progress or (lambda _m: None)
         self.session_id = "nt-" + secrets.token_hex(4)
+        # A unique job name: a submit whose answer is lost can still be cancelled.
+        self.job_name = f"nodetunnel-{req.app.name}-{self.session_id}"
+        self.req = dataclasses.replace(
+            req, job=dataclasses.replace(req.job, job_name=self.job_name)
+        )
+        self._say = progress or (lambda _m: None)
         self.token = secrets.token_urlsafe(32)
         self._local_dir = private_runtime_dir() / self.session_id
         self._ssh_config = self._local_dir / "ssh_config"
         self.ssh = OpenSSH(req.jump, config_path=self._ssh_config, user=req.user)
         self.slurm = Slurm(self.ssh)
         self._connected = False
+        self._submitted = False  # sbatch was started (its answer may be lost)
         self.job_id: str | None = None
         self.tunnel: ProcessRef | None = None
         self.info: SessionInfo | None = None
         self.session_dir = ""
+        self.reconnects = 0
 
     # ----------------------------------------------------------- lifecycle
     def __enter__(self) -> Session:
@@ -132,50 +191,60 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        try:
+            self.close()
+        except NodetunnelError as cleanup:
+            if exc is None:
+                raise
+            self._say(f"clean-up problem: {cleanup.message}")
 
     def start(self) -> SessionInfo:
         req = self.req
         if req.local_port is not None:
             choose_local_port(req.local_port)  # a taken --port fails before anything is submitted
+        check_control_dir(self._local_dir)
         self._local_dir.mkdir(mode=0o700)
-        config = self._ssh_config
-        config.write_text(
+        self._ssh_config.write_text(
             render_config(
                 control_dir=self._local_dir,
                 settings=req.ssh,
                 includes=default_includes(req.ssh_includes),
             )
         )
-        os.chmod(config, 0o600)
+        os.chmod(self._ssh_config, 0o600)
         self._connected = True
         self._say(f"connecting to {' -> '.join(req.jump)}")
         session_dir, remote_user = self._prepare_remote()
         self.session_dir = session_dir
         job = dataclasses.replace(req.job, output=f"{session_dir}/job.log")
-        script = self.slurm.job_script(job, render_body(req.app, req.env, session_dir))
-        job_id = self.job_id = self.slurm.submit(script, request=job)
+        self._submitted = True
+        job_id = self.job_id = self.slurm.submit_job(
+            job, render_body(req.app, req.env, session_dir)
+        )
         self._say(f"submitted job {job_id}")
 
         status, endpoint = self._wait_for_endpoint(job_id)
         node = endpoint.get("host", "")
-        # Site policy: SSH only to a node SLURM allocated to this user's job.
+        # Site policy: SSH only to a node SLURM allocated to this user's running job.
         if status.user and status.user != remote_user:
-            raise JobEnded(f"job {job_id} belongs to {status.user}, not {remote_user}")
+            raise JobFailed(
+                job_id,
+                status.state.value,
+                message=f"job {job_id} belongs to {status.user}, not to you ({remote_user})",
+                hint="this should not happen; please report it with the output of --debug",
+            )
         if node not in status.nodes:
-            raise JobEnded(
-                f"job {job_id} reports host {node!r}, which is not in its nodes {status.nodes}",
-                hint="the node's hostname differs from SLURM's node name; please report this",
+            raise JobFailed(
+                job_id,
+                status.state.value,
+                message=f"job {job_id} reports node {node!r}, which is not in its node list "
+                f"{list(status.nodes)}",
+                hint="nodetunnel only connects to nodes SLURM gave the job; please report this",
             )
         socket_path = endpoint["socket"]
         port = choose_local_port(req.local_port)
         self._say(f"job {job_id} is running on {node}; opening the tunnel on port {port}")
-        tunnel = self.tunnel = spawn(
-            self.ssh.forward_argv(node, port, socket_path), log_path=self._local_dir / "tunnel.log"
-        )
-        # Recorded so that whoever cleans up after a hard kill can end it by PID.
-        (self._local_dir / "tunnel.pid").write_text(f"{tunnel.pid} {tunnel.start_ticks}\n")
-        self._wait_reachable(tunnel, port)
+        self._open_tunnel(node, port, socket_path)
         url = f"http://127.0.0.1:{port}{req.app.url_path}?token={self.token}"
         self.info = SessionInfo(
             session_id=self.session_id,
@@ -191,29 +260,70 @@ class Session:
 
     def close(self) -> None:
         """Tear down in reverse order; every step runs even if an earlier one fails."""
-        if self.tunnel is not None:
-            with contextlib.suppress(NodetunnelError):
-                self.tunnel.stop(timeout_s=3)
-            self.tunnel = None
-        if self.job_id is not None and not self.req.keep:
-            with contextlib.suppress(NodetunnelError):
-                self._say(f"cancelling job {self.job_id}")
-                self.slurm.cancel(self.job_id)
-        if self._connected:
-            self.ssh.close()
-        shutil.rmtree(self._local_dir, ignore_errors=True)
+        problems: list[str] = []
+        with sigint_deferred():
+            if self.tunnel is not None:
+                try:
+                    self.tunnel.stop(timeout_s=3)
+                except NodetunnelError as exc:
+                    problems.append(f"the tunnel (PID {self.tunnel.pid}): {exc.message}")
+                self.tunnel = None
+            if self._submitted and not self.req.keep:
+                try:
+                    if self.job_id is not None:
+                        self._say(f"cancelling job {self.job_id}")
+                        self.slurm.cancel(self.job_id)
+                    else:
+                        self.slurm.cancel_named(self.job_name)
+                except NodetunnelError as exc:
+                    what = self.job_id or f"named {self.job_name}"
+                    problems.append(f"job {what} may still be running: {exc.message}")
+            if self.session_dir and not self.req.keep:
+                with contextlib.suppress(NodetunnelError):
+                    self.ssh.run(["rm", "-rf", "--", self.session_dir], check=False, timeout_s=30)
+            if self._connected:
+                self.ssh.close()
+            shutil.rmtree(self._local_dir, ignore_errors=True)
+        if problems:
+            raise NodetunnelError(
+                "clean-up incomplete: " + "; ".join(problems),
+                hint="check with 'squeue --me' on the cluster and scancel what is left",
+            )
+
+    def browser_file(self) -> Path:
+        """A 0600 page that redirects to the URL: opening it keeps the token out of argv."""
+        if self.info is None:
+            raise RuntimeError("browser_file() needs a started session")
+        url = html.escape(self.info.url, quote=True)
+        page = self._local_dir / "open.html"
+        fd = os.open(page, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(
+                f'<!DOCTYPE html><meta http-equiv="refresh" content="0; url={url}">'
+                f'<a href="{url}">Open {html.escape(self.req.app.name)}</a>\n'
+            )
+        return page
 
     # ------------------------------------------------------------- steps
     def _prepare_remote(self) -> tuple[str, str]:
         """Create the private session directory with the token; return (its path, user name)."""
         script = (
-            'umask 077; d="$HOME/$1/$2"; mkdir -p "$d" && chmod 700 "$d" && '
-            'cat > "$d/token" && printf "%s\\n%s\\n" "$d" "$(id -un)"'
+            'umask 077; d="$HOME/$1/$2"; mkdir -p "$d" && chmod 700 "$d" && cat > "$d/token" && '
+            'printf "\\n$3dir=%s\\n$3user=%s\\n" "$d" "$(id -un)"'
         )
         out = self.ssh.run(
-            ["sh", "-c", script, "sh", SESSIONS_DIR, self.session_id], input=self.token
-        ).stdout.splitlines()
-        return out[0], out[1]
+            ["sh", "-c", script, "sh", SESSIONS_DIR, self.session_id, _MARK], input=self.token
+        ).stdout
+        # Login scripts may print; only our marked lines count.
+        fields = parse_endpoint("\n".join(ln for ln in out.splitlines() if ln.startswith(_MARK)))
+        try:
+            return fields[_MARK + "dir"], fields[_MARK + "user"]
+        except KeyError:
+            raise NodetunnelError(
+                f"could not create the session directory on {self.ssh.submit_host}: "
+                f"unexpected output {out[-300:]!r}",
+                hint="check that your home directory there is writable",
+            ) from None
 
     def _read_remote(self, name: str) -> str | None:
         done = self.ssh.run(["cat", f"{self.session_dir}/{name}"], check=False, timeout_s=30)
@@ -230,24 +340,23 @@ class Session:
 
         def probe() -> tuple[JobStatus, dict[str, str]] | None:
             nonlocal last_line
-            status = self.slurm.status([job_id])[job_id]
-            if status.state == JobState.PENDING:
-                line = (
-                    f"job {job_id} is waiting in the queue ({status.reason or 'no reason given'})"
-                )
-            else:
-                line = f"job {job_id} is {status.state.value.lower()}" + (
-                    f" on {','.join(status.nodes)}" if status.nodes else ""
-                )
+            status = self.slurm.status_of(job_id)
+            line = f"job {job_id}: {status.describe()}"
             if line != last_line:
-                self._say(line)
                 last_line = line
+                if status.state == JobState.PENDING:  # one estimate per change of reason
+                    estimate = self.slurm.start_estimate(job_id)
+                    if estimate:
+                        line += f", expected to start {estimate}"
+                self._say(line)
             error = self._read_remote("error") if status.state != JobState.PENDING else None
-            if error or not status.state.active:
+            if error or status.state.finished:
                 tail = self._log_tail()
                 reason = (error or "").strip() or f"the job ended ({status.state.value})"
-                raise JobEnded(
-                    f"job {job_id} failed before the app was ready: {reason}"
+                raise JobFailed(
+                    job_id,
+                    status.state.value,
+                    message=f"job {job_id} failed before the app was ready: {reason}"
                     + (f"\n--- end of the job log ---\n{tail}" if tail else ""),
                     hint="fix the cause above and run the command again",
                 )
@@ -266,6 +375,16 @@ class Session:
             hint="the cluster may be busy: raise --timeout, or ask for fewer resources",
         )
 
+    def _open_tunnel(self, node: str, port: int, socket_path: str) -> None:
+        with sigint_deferred():  # never leave a tunnel running that close() does not know
+            tunnel = self.tunnel = spawn(
+                self.ssh.forward_argv(node, port, socket_path),
+                log_path=self._local_dir / "tunnel.log",
+            )
+            # Recorded so that whoever cleans up after a hard kill can end it by PID.
+            (self._local_dir / "tunnel.pid").write_text(f"{tunnel.pid} {tunnel.start_ticks}\n")
+        self._wait_reachable(tunnel, port)
+
     def _wait_reachable(self, tunnel: ProcessRef, port: int) -> None:
         path = self.req.app.status_path
 
@@ -277,7 +396,11 @@ class Session:
                         f"local port {port} was taken just now by another program",
                         hint="run the command again (or choose a port with --port)",
                     )
-                raise JobEnded(f"the SSH tunnel to the node exited: {log.splitlines()[-1:] or '?'}")
+                last = log.splitlines()[-1] if log else "no output"
+                raise TunnelError(
+                    f"the SSH tunnel to the node exited: {last}",
+                    hint="run again with --debug to see the ssh command, and try it by hand",
+                )
             code = probe_http(port, path, self.token)
             if code == 200:
                 return True
@@ -288,18 +411,61 @@ class Session:
         )
 
     def watch(self, *, poll_s: float = 0.5) -> str:
-        """Block until the tunnel exits; return why. Ctrl-C propagates.
+        """Keep the tunnel up until the job ends; return why it ended. Ctrl-C propagates.
 
-        SLURM is not polled while the tunnel is healthy: the node's sshd session
-        belongs to the job (pam_slurm_adopt), so the job's end ends the tunnel,
-        and keepalives end it when the path dies. Then one query tells which.
+        The tunnel's own failure is the main signal: keepalives end it when the
+        path dies, and where pam_slurm_adopt is used the job's end ends it too.
+        SLURM is asked then, and otherwise only once a minute. A dropped tunnel
+        is re-opened on the same local port, so the browser tab keeps working.
         """
-        tunnel, job_id = self.tunnel, self.job_id
-        if tunnel is None or job_id is None:
+        info = self.info
+        if info is None or self.job_id is None:
             raise RuntimeError("watch() needs a started session")
-        while tunnel.alive():
-            time.sleep(poll_s)
-        status = self.slurm.status([job_id])[job_id]
-        if not status.state.active:
-            return f"job {job_id} ended ({status.state.value})"
-        return "the SSH tunnel dropped"
+        job_id = self.job_id
+        next_check = time.monotonic() + JOB_CHECK_INTERVAL_S
+        while True:
+            tunnel = self.tunnel
+            if tunnel is not None and tunnel.alive():
+                if time.monotonic() < next_check:
+                    time.sleep(poll_s)
+                    continue
+                next_check = time.monotonic() + JOB_CHECK_INTERVAL_S
+            status = self.slurm.status_of(job_id)
+            if status.state.finished:
+                return f"job {job_id} ended ({status.state.value})"
+            if tunnel is not None and tunnel.alive():
+                continue
+            self._reconnect(info)
+
+    def _reconnect(self, info: SessionInfo) -> None:
+        self._say("the tunnel dropped; reconnecting")
+        started = time.monotonic()
+        if self.tunnel is not None:
+            with contextlib.suppress(NodetunnelError):
+                self.tunnel.stop(timeout_s=3)
+            self.tunnel = None
+
+        def attempt() -> bool:
+            try:
+                self._open_tunnel(info.node, info.local_port, info.remote_socket)
+            except NodetunnelError as exc:
+                if self.tunnel is not None:
+                    with contextlib.suppress(NodetunnelError):
+                        self.tunnel.stop(timeout_s=3)
+                    self.tunnel = None
+                if self.slurm.status_of(info.job_id).state.finished:
+                    return True  # nothing to reconnect to; watch() reports the end
+                raise NotReady(exc.message) from exc
+            return True
+
+        wait_until(
+            attempt,
+            timeout_s=RECONNECT_TIMEOUT_S,
+            what="the tunnel to come back",
+            interval_s=1.0,
+            max_interval_s=15.0,
+            hint="check your network; the job keeps running (nodetunnel will cancel it on exit "
+            "unless --keep was given)",
+        )
+        self.reconnects += 1
+        self._say(f"tunnel back after {time.monotonic() - started:.1f} s")

@@ -17,21 +17,16 @@ import dataclasses
 import os
 import shlex
 import stat
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import CommandError, NodetunnelError, UsageError
+from .errors import CommandError, NodetunnelError, SshError, UsageError
 from .proc import Completed, run
 from .quoting import remote_command
 
 SSH = "ssh"
 USER_CONFIG = Path("~/.ssh/config")
 SYSTEM_CONFIG = Path("/etc/ssh/ssh_config")
-
-
-class SshError(CommandError):
-    """An SSH connection failed (unreachable host, authentication refused, ...)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,14 +92,23 @@ def _check_host(host: str) -> str:
     return host
 
 
+#: ssh appends up to 17 characters to a ControlPath while it creates the socket;
+#: %C expands to 40 hex digits; sun_path holds 104 bytes on macOS, 108 on Linux.
+_CONTROL_PATH_EXTRA = 1 + 40 + 17
+_SUN_PATH_MAX = 104
+
+
 def private_runtime_dir() -> Path:
-    """A short, private (0700) directory for control sockets (socket paths max ~104 bytes)."""
+    """A short, private (0700) directory for control sockets and session files.
+
+    ``$XDG_RUNTIME_DIR/nodetunnel`` where there is one, else ``/tmp/nodetunnel-UID``
+    (not ``$TMPDIR``, which is too long for sockets on macOS).
+    """
     base = os.environ.get("XDG_RUNTIME_DIR")
-    root = (
-        Path(base) / "nodetunnel"
-        if base and Path(base).is_dir()
-        else Path(tempfile.gettempdir(), f"nodetunnel-{os.getuid()}")
-    )
+    if base and Path(base).is_dir():
+        root = Path(base) / "nodetunnel"
+    else:
+        root = Path("/tmp") / f"nodetunnel-{os.getuid()}"
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = root.lstat()
     if st.st_uid != os.getuid() or not stat.S_ISDIR(st.st_mode) or st.st_mode & 0o077:
@@ -113,6 +117,15 @@ def private_runtime_dir() -> Path:
             hint=f"remove {root} (someone else may have created it) and try again",
         )
     return root
+
+
+def check_control_dir(path: Path) -> None:
+    """Refuse a control-socket directory whose socket paths would be too long for ssh."""
+    if len(os.fsencode(path)) + _CONTROL_PATH_EXTRA > _SUN_PATH_MAX:
+        raise UsageError(
+            f"the directory {path} is too long for ssh's connection-sharing sockets",
+            hint="set XDG_RUNTIME_DIR to a short directory (e.g. /tmp/xdg-$USER), or unset it",
+        )
 
 
 class OpenSSH:
@@ -145,7 +158,7 @@ class OpenSSH:
     def _dest(self, host: str) -> str:
         return f"{self.user}@{host}" if self.user else host
 
-    def base_argv(self, host: str, via: Sequence[str]) -> list[str]:
+    def base_argv(self, via: Sequence[str]) -> list[str]:
         argv = [self.ssh_binary, "-F", str(self.config_path)]
         if via:
             argv += ["-J", ",".join(self._dest(h) for h in via)]
@@ -154,10 +167,10 @@ class OpenSSH:
     def command_argv(self, host: str, via: Sequence[str], command: Sequence[str]) -> list[str]:
         """``ssh ... host -- 'quoted command'`` (the one quoting path for the remote shell)."""
         return [
-            *self.base_argv(_check_host(host), via),
+            *self.base_argv(via),
             "-T",
             "--",
-            self._dest(host),
+            self._dest(_check_host(host)),
             remote_command(command),
         ]
 
@@ -183,7 +196,7 @@ class OpenSSH:
     def forward_argv(self, node: str, local_port: int, remote_socket: str) -> list[str]:
         """``ssh -N`` forwarding 127.0.0.1:local_port to a Unix socket on ``node``."""
         return [
-            *self.base_argv(_check_host(node), self.jump),
+            *self.base_argv(self.jump),
             "-N",
             "-o",
             "ExitOnForwardFailure=yes",
@@ -195,13 +208,13 @@ class OpenSSH:
             "ControlPath=none",
             "-L",
             f"127.0.0.1:{local_port}:{remote_socket}",
-            self._dest(node),
+            self._dest(_check_host(node)),
         ]
 
     def close(self, timeout_s: float = 10) -> None:
         """Close the session's shared connections (``ssh -O exit``), innermost hop first."""
         for i, host in reversed(list(enumerate(self.jump))):
-            argv = [*self.base_argv(host, self.jump[:i]), "-O", "exit", self._dest(host)]
+            argv = [*self.base_argv(self.jump[:i]), "-O", "exit", self._dest(host)]
             try:
                 run(argv, timeout_s=timeout_s, check=False)
             except NodetunnelError:

@@ -257,3 +257,25 @@ def test_local_port_in_use_is_refused_before_submitting(sandbox, laptop_nodetunn
         port = s.getsockname()[1]
         res = as_user(ALICE, jupyter_argv(laptop_nodetunnel, "--port", str(port)), timeout_s=120)
     _assert_clean_failure(sandbox, res, f"port {port} is already in use")
+    assert "submitted job" not in res.stderr  # refused before anything reached the cluster
+
+
+def test_ctrl_c_while_the_job_is_pending_cancels_it(sandbox, laptop_nodetunnel):
+    # --begin keeps the job PENDING (reason BeginTime) for a minute.
+    cli = Cli(ALICE, jupyter_argv(laptop_nodetunnel, "--sbatch-arg=--begin=now+60"))
+    try:
+        assert cli.proc.stderr is not None
+        wait_until(
+            lambda: len(squeue(sandbox)) == 1 and "PENDING" in squeue(sandbox)[0],
+            timeout_s=60,
+            what="the job to be pending",
+        )
+        assert cli.interrupt() == 130
+        err = cli.stderr()
+    except BaseException:
+        cli.stop()
+        raise
+    assert "interrupted" in err
+    assert "Traceback" not in err
+    wait_no_jobs(sandbox)
+    assert user_processes(ALICE) == []

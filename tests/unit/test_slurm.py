@@ -373,7 +373,7 @@ def test_non_text_values_are_refused_but_ints_are_taken() -> None:
 
 # ------------------------------------------------------------------------------ extra args
 @pytest.mark.parametrize(
-    "arg", ["--exclusive", "--mail-type=END", "--comment=a b", "-N1", "-HN2", "-pgpu", "-H"]
+    "arg", ["--exclusive", "--mail-type=END", "--comment=a b", "-N1", "-ON2", "-pgpu", "-O"]
 )
 def test_extra_args_accepted(arg: str) -> None:
     assert check_extra_arg(arg) == arg
@@ -388,16 +388,23 @@ def test_extra_args_accepted(arg: str) -> None:
         ("--gres gpu:1", "not one option word"),
         ("--=x", "not one option word"),
         ("-N 2", "space between the option and its value"),
-        ("-H -N2", "not one option word"),
-        ("-Hé", "not one option word"),
+        ("-O -N2", "not one option word"),
+        ("-Oé", "not one option word"),
         ("--wait", "sbatch would not return"),
         ("--wai", "sbatch would not return"),
         ("-W", "sbatch would not return"),
-        ("-HW", "sbatch would not return"),
+        ("-OW", "sbatch would not return"),
         ("--array=1-4", "job array"),
         ("-a1-4", "job array"),
         ("--wrap=hostname", "written by nodetunnel"),
         ("--test-only", "submits nothing"),
+        ("--output=x.log", "job log in the session directory"),
+        ("-ox.log", "job log in the session directory"),
+        ("--error=x.log", "job log in the session directory"),
+        ("--chdir=/tmp", "use --workdir"),
+        ("-D/tmp", "use --workdir"),
+        ("--hold", "never start the app"),
+        ("-H", "never start the app"),
         ("--clusters=other", "default cluster"),
         ("-Mother", "default cluster"),
     ],

@@ -306,9 +306,9 @@ class Sandbox:
         )
         nodes: dict[str, str] = {}
         for line in out.split("\n"):
-            if line.strip():
-                name, st = line.split()
-                nodes[name] = st
+            name, _, st = line.strip().partition(" ")
+            if name:
+                nodes[name] = st.strip()
         return nodes
 
     # ------------------------------------------------------------------- up
@@ -382,20 +382,18 @@ class Sandbox:
             state,
             "munge",
             "munged",
-            [
-                "setpriv",
-                "--reuid=munge",
-                "--regid=munge",
-                "--init-groups",
-                "--",
-                "/usr/sbin/munged",
-                "-F",
-                f"--key-file={p.munge_dir / 'munge.key'}",
-                f"--socket={p.munge_socket}",
-                f"--pid-file={p.munge_dir / 'munged.pid'}",
-                f"--log-file={p.log_dir / 'munged.log'}",
-                f"--seed-file={p.munge_dir / 'munged.seed'}",
-            ],
+            as_user_argv(
+                "munge",
+                [
+                    "/usr/sbin/munged",
+                    "-F",
+                    f"--key-file={p.munge_dir / 'munge.key'}",
+                    f"--socket={p.munge_socket}",
+                    f"--pid-file={p.munge_dir / 'munged.pid'}",
+                    f"--log-file={p.log_dir / 'munged.log'}",
+                    f"--seed-file={p.munge_dir / 'munged.seed'}",
+                ],
+            ),
             wrap=False,
         )
         wait_until(
@@ -489,21 +487,7 @@ class Sandbox:
             ssh_dir.mkdir(parents=True, exist_ok=True)
             key = ssh_dir / "id_ed25519"
             if not key.exists():
-                run(
-                    [
-                        "ssh-keygen",
-                        "-q",
-                        "-t",
-                        "ed25519",
-                        "-N",
-                        "",
-                        "-C",
-                        f"{user}@nodetunnel-sandbox",
-                        "-f",
-                        str(key),
-                    ],
-                    timeout_s=20,
-                )
+                _keygen(key, f"{user}@nodetunnel-sandbox")
             (ssh_dir / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
             (ssh_dir / "config").write_text(render.client_ssh_config(self.topo, self.paths))
             for path in [home, *home.rglob("*")]:
@@ -525,21 +509,7 @@ class Sandbox:
             os.chmod(hd / "tmp", 0o1777)  # noqa: S103 - the host's /tmp
             key = hd / "ssh_host_ed25519_key"
             if not key.exists():
-                run(
-                    [
-                        "ssh-keygen",
-                        "-q",
-                        "-t",
-                        "ed25519",
-                        "-N",
-                        "",
-                        "-C",
-                        f"{h.name}-host-key",
-                        "-f",
-                        str(key),
-                    ],
-                    timeout_s=20,
-                )
+                _keygen(key, f"{h.name}-host-key")
             keys[h.name] = key.with_suffix(".pub").read_text().strip()
             (hd / "sshd_config").write_text(render.sshd_config(h, self.paths))
             (hd / "etc" / "hosts").write_text(render.hosts_file(self.topo, h))
@@ -569,8 +539,10 @@ class Sandbox:
         d.mkdir(mode=0o755, exist_ok=True)
         munge = pwd.getpwnam("munge")
         key = d / "munge.key"
-        key.write_bytes(os.urandom(1024))
-        os.chmod(key, 0o400)
+        key.unlink(missing_ok=True)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)  # never readable by others
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(1024))
         for path in (d, key):
             os.chown(path, munge.pw_uid, munge.pw_gid)
 
@@ -613,17 +585,7 @@ class Sandbox:
             str(hd),
             str(self.paths.etc_slurm),
         ]
-        full = [
-            "/bin/sh",
-            "-c",
-            JOIN_CGROUPS,
-            "nt-join",
-            str(_cg("systemd", h.name, "cgroup.procs")),
-            str(_cg("freezer", h.name, "cgroup.procs")),
-            *argv,
-        ]
-        ref = spawn(full, log_path=self.paths.log_dir / f"holder-{h.name}.log")
-        state["processes"][f"{h.name}/holder"] = {"pid": ref.pid, "start": ref.start_ticks}
+        self._start(state, h.name, "holder", argv, wrap=False)
         self._write_state(state)
 
     def _holder_ready(self, state: dict[str, Any], h: Host) -> bool:
@@ -687,52 +649,56 @@ class Sandbox:
         return [n for n in names if n.startswith(NETNS_PREFIX)]
 
     def _down_locked(self) -> list[str]:
+        """Every step runs even if an earlier one fails; failures are reported together."""
         removed: list[str] = []
         problems: list[str] = []
         try:
             state = self._read_state() or {}
         except SandboxError:
             state = {}
-        killed = self._kill_cgroup_processes()
+
+        def step(what: str, action: Callable[[], object]) -> None:
+            try:
+                if action() is not False:
+                    removed.append(what)
+            except (NodetunnelError, OSError) as exc:
+                problems.append(f"{what}: {getattr(exc, 'message', None) or exc}")
+
+        killed = 0
+
+        def kill() -> bool:
+            nonlocal killed
+            killed = self._kill_cgroup_processes()
+            return killed > 0
+
+        step("processes", kill)
         if killed:
-            removed.append(f"{killed} processes")
+            removed[-1] = f"{killed} processes"
         for hier in CGROUP_MOUNTS:
             top = _cg(hier)
             if top.exists():
-                wait_until(
-                    partial(_remove_cgroup_tree, top),
-                    timeout_s=10,
-                    what=f"cgroup {top} to empty",
-                )
-                removed.append(f"cgroup {top}")
+                step(f"cgroup {top}", partial(wait_until, partial(_remove_cgroup_tree, top),
+                                              timeout_s=10, what=f"cgroup {top} to empty"))  # fmt: skip
         for ns in self._our_netns():
-            run(["ip", "netns", "del", ns], timeout_s=10)
-            removed.append(f"netns {ns}")
-        routes = run(["ip", "route", "show", "proto", ROUTE_PROTO], timeout_s=10).stdout
-        if routes.strip():
-            run(network.unreachable_route("del"), timeout_s=10)
-            removed.append(f"route unreachable {ALL_TEST_NET}")
+            step(f"netns {ns}", partial(run, ["ip", "netns", "del", ns], timeout_s=10))
+        if run(["ip", "route", "show", "proto", ROUTE_PROTO], timeout_s=10).stdout.strip():
+            step(f"route unreachable {ALL_TEST_NET}",
+                 partial(run, network.unreachable_route("del"), timeout_s=10))  # fmt: skip
         for user in USERS:
             try:
                 pw = pwd.getpwnam(user)
             except KeyError:
                 continue
             if pw.pw_gecos == USER_MARKER:
-                done = run(["userdel", user], timeout_s=20, check=False)
-                if done.returncode == 0:
-                    removed.append(f"user {user}")
-                else:
-                    problems.append(f"user {user}: {done.stderr.strip()}")
+                step(f"user {user}", partial(run, ["userdel", user], timeout_s=20))
         if state.get("created_run_sshd") and RUN_SSHD.is_dir() and not any(RUN_SSHD.iterdir()):
-            RUN_SSHD.rmdir()
-            removed.append(str(RUN_SSHD))
+            step(str(RUN_SSHD), RUN_SSHD.rmdir)
         if self.paths.root.exists():
-            shutil.rmtree(self.paths.root)
-            removed.append(f"directory {self.paths.root}")
+            step(f"directory {self.paths.root}", partial(shutil.rmtree, self.paths.root))
         if problems:
             raise SandboxError(
-                "sandbox removed except: " + "; ".join(problems),
-                hint="a test user still runs a process outside the sandbox (on this machine); "
+                "could not remove all of the sandbox: " + "; ".join(problems),
+                hint="a test user may still run a process outside the sandbox on this machine; "
                 "end it, then run 'nodetunnel sandbox down' again",
             )
         return removed
@@ -793,3 +759,10 @@ def _remove_cgroup_tree(top: Path) -> bool:
         except OSError as exc:
             raise NotReady(f"{dirpath}: {exc.strerror}") from exc
     return True
+
+
+def _keygen(key: Path, comment: str) -> None:
+    """A new ed25519 key pair without passphrase at ``key`` / ``key.pub``."""
+    run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)], timeout_s=20
+    )

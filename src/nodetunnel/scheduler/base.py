@@ -231,6 +231,10 @@ class Scheduler(abc.ABC):
     def cancel(self, job_id: str) -> None:
         """Cancel ``job_id``; a job that has already ended is not an error."""
 
+    @abc.abstractmethod
+    def cancel_named(self, job_name: str) -> None:
+        """Cancel this user's jobs named ``job_name`` (for a submit whose answer was lost)."""
+
     def submit_job(self, request: JobRequest, body: str) -> str:
         """Render the script for ``request`` + ``body`` and submit it; return the job id."""
         return self.submit(self.job_script(request, body), request=request)

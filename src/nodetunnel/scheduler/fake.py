@@ -271,6 +271,12 @@ class FakeSlurm:
         return Reply(stdout="".join(_format(fmt, job) + "\n" for job in visible))
 
     def _scancel(self, call: Call) -> Reply:
+        opts = _options([w for w in call.argv[1:] if w.startswith("-")])
+        if "name" in opts:  # scancel --me --name=NAME
+            for named in self.jobs.values():
+                if named.name == opts["name"] and named.state.active:
+                    named.state = JobState.CANCELLED
+            return Reply()
         for job_id in call.argv[1:]:
             if not re.fullmatch(r"[0-9]+(_[0-9]+)?", job_id):
                 return Reply(stderr=f"scancel: error: Invalid job id {job_id}\n", returncode=1)

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import re
 import shlex
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from typing import ClassVar
 
 from ..errors import CommandNotFound, NodetunnelError, SchedulerError, UsageError
 from ..proc import Completed
+from ..quoting import control_char
 from .base import CommandRunner, JobRequest, JobState, JobStatus, Scheduler
 
 SHEBANG = "#!/bin/sh"
@@ -65,8 +65,15 @@ DENIED_OPTIONS: dict[str, str] = {
     "wrap": "the job script is written by nodetunnel",
     "test-only": "it only tests the request and submits nothing",
     "clusters": "nodetunnel follows jobs on the default cluster only",
+    "output": "nodetunnel keeps the job log in the session directory, to report failures",
+    "error": "nodetunnel keeps the job log in the session directory, to report failures",
+    "chdir": "use --workdir, which the app starts in",
+    "hold": "a held job would never start the app",
 }
-_DENIED_SHORT = {"a": "array", "W": "wait", "M": "clusters"}
+_DENIED_SHORT = {
+    "a": "array", "W": "wait", "M": "clusters", "o": "output", "e": "error", "D": "chdir",
+    "H": "hold",
+}  # fmt: skip
 #: sbatch's short options that take no argument (so a cluster like -HW goes on).
 _NO_ARG_SHORT = frozenset("HhIOQsuvVW")
 
@@ -94,13 +101,6 @@ def sbatch_quote(value: str) -> str:
 _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
-def _bad_char(value: str) -> str | None:
-    for ch in value:
-        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
-            return ch
-    return None
-
-
 def _describe_char(ch: str) -> str:
     names = {"\n": "a newline", "\r": "a carriage return", "\x00": "a NUL byte", "\t": "a tab"}
     return names.get(ch, f"the control character {ch!r}")
@@ -119,7 +119,7 @@ def check_value(option: str, value: object) -> str:
             f"{option}: the value {text!r} is empty",
             hint=f"give {option} a value, or leave it out to use the cluster's default",
         )
-    ch = _bad_char(text)
+    ch = control_char(text)
     if ch is not None:
         if ch in _LINE_BREAKS:
             why = "it would end the #SBATCH line and start a new one"
@@ -655,6 +655,18 @@ class Slurm(Scheduler):
             f"could not cancel job {jid}",
             hint=f"check the job with 'squeue -j {jid}'; only your own jobs can be cancelled",
         )
+
+    def cancel_named(self, job_name: str) -> None:
+        """``scancel --me --name NAME``: the user's jobs with that (unique) name, if any."""
+        check_value("--job-name", job_name)
+        done = self._run(["scancel", "--me", f"--name={job_name}"])
+        if done.returncode != 0:
+            raise self._failed(
+                "scancel",
+                done,
+                f"could not cancel the job named {job_name}",
+                hint=f"check with 'squeue --me --name={job_name}' and scancel it by hand",
+            )
 
     def partitions(self) -> list[str]:
         """The partitions this user can see (``sinfo --format=%R``), in sinfo's order."""
