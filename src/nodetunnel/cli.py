@@ -28,6 +28,7 @@ def _progress(msg: str) -> None:
 
 def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
+    sys.stdout.flush()  # a script may read it while the command keeps running
 
 
 @click.group(
@@ -352,6 +353,7 @@ def _run_app(app_name: str, opts: dict[str, Any]) -> None:
             stop = "the job keeps running (--keep)" if req.keep else "the job is cancelled"
             click.echo(f"\n  {app_name} is ready: {info.url}\n")
             click.echo(f"  job {info.job_id} on {info.node}{left}. Ctrl-C to stop; {stop}.")
+            sys.stdout.flush()
         if not opts["no_browser"] and not as_json:
             import webbrowser
 

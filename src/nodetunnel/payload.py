@@ -50,6 +50,8 @@ def _q_path(value: str, option: str) -> str:
     if value == "~" or value.startswith("~/"):
         rest = value[2:]
         return '"$HOME"' + ("/" + _q(rest, option) if rest else "")
+    if value.startswith("-"):
+        value = "./" + value  # a relative path, never an option of cd or .
     return _q(value, option)
 
 
@@ -62,7 +64,6 @@ def _word(w: Word) -> str:
 def render_body(app: App, env: Environment, session_dir: str) -> str:
     """The part of the job script after the #SBATCH header."""
     lines = [
-        "set -u",
         f"NT_SESSION_DIR={_q(session_dir, 'session directory')}",
         'NT_TOKEN_FILE="$NT_SESSION_DIR/token"',
         "umask 077",
@@ -104,6 +105,8 @@ def render_body(app: App, env: Environment, session_dir: str) -> str:
         lines.append(
             f"cd {w} || nt_fail {shlex.quote(f'cannot enter work directory {env.workdir}')}"
         )
+    # Only now: activation scripts (conda, venv, modules, --setup) often read unset variables.
+    lines.append("set -u")
     prog = shlex.quote(app.program)
     not_found = f"{app.program} not found on PATH on $(hostname): {app.install_hint}"
     lines += [

@@ -78,7 +78,9 @@ class SessionInfo:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether ssh could listen on 127.0.0.1:port (it sets SO_REUSEADDR, so we do too)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -135,17 +137,26 @@ def sigint_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+def job_name_for(app: App, session_id: str) -> str:
+    """A unique job name: a submit whose answer is lost can still be found and cancelled."""
+    return f"nodetunnel-{app.name}-{session_id}"
+
+
 def plan(req: LaunchRequest) -> str:
     """What a session would do: the batch script and the ssh commands (for --dry-run)."""
-    session_dir = f"$HOME/{SESSIONS_DIR}/nt-XXXXXXXX"
-    job = dataclasses.replace(req.job, output=f"{session_dir}/job.log")
+    session_dir = f"/HOME/{SESSIONS_DIR}/nt-XXXXXXXX"
+    job = dataclasses.replace(
+        req.job, output=f"{session_dir}/job.log", job_name=job_name_for(req.app, "nt-XXXXXXXX")
+    )
     ssh = OpenSSH(req.jump, config_path=Path("SESSION_DIR/ssh_config"), user=req.user)
     script = Slurm(ssh).job_script(job, render_body(req.app, req.env, session_dir))
-    submit = ssh.command_argv(ssh.submit_host, ssh.jump[:-1], ["sbatch", "--parsable"])
+    submit = ssh.command_argv(ssh.submit_host, ssh.jump[:-1], list(Slurm.SUBMIT_ARGV))
     port = req.local_port or DEFAULT_PORT
     tunnel = ssh.forward_argv("NODE", port, SOCKET_DIR_TEMPLATE + "/s")
     return "\n".join(
         [
+            "# HOME stands for your home directory on the cluster, NODE for the job's node,",
+            "# SESSION_DIR for this session's private directory on this machine.",
             f"# batch script, sent on stdin to sbatch on {ssh.submit_host}:",
             script,
             "# submit:",
@@ -162,8 +173,7 @@ class Session:
 
     def __init__(self, req: LaunchRequest, *, progress: Progress | None = None) -> None:
         self.session_id = "nt-" + secrets.token_hex(4)
-        # A unique job name: a submit whose answer is lost can still be cancelled.
-        self.job_name = f"nodetunnel-{req.app.name}-{self.session_id}"
+        self.job_name = job_name_for(req.app, self.session_id)
         self.req = dataclasses.replace(
             req, job=dataclasses.replace(req.job, job_name=self.job_name)
         )

@@ -40,11 +40,19 @@ class SshSettings:
     multiplex: bool = True  # False where ControlMaster is unavailable (Windows OpenSSH)
 
 
+def _config_word(text: str, what: str) -> str:
+    """``text`` as one double-quoted word of an ssh config line."""
+    if any(c in text for c in '"\\\n\r'):
+        raise UsageError(
+            f"{what} {text!r} cannot be written into an ssh config file (quote, backslash or "
+            "line break)",
+            hint="use a directory whose path has none of these characters",
+        )
+    return f'"{text}"'
+
+
 def _quote_path(path: Path | str) -> str:
-    text = str(path)
-    if '"' in text or "\n" in text:
-        raise UsageError(f"path {text!r} cannot be used in an ssh config file", hint="rename it")
-    return f'"{text}"' if any(c.isspace() for c in text) else text
+    return _config_word(str(path), "path")
 
 
 def render_config(
@@ -65,7 +73,8 @@ def render_config(
     if settings.multiplex:
         lines += [
             "    ControlMaster auto",
-            f"    ControlPath {_quote_path(control_dir)}/%C",
+            # %C is ssh's hash of the connection; a literal % in the directory is doubled.
+            "    ControlPath " + _config_word(str(control_dir).replace("%", "%%") + "/%C", "path"),
             f"    ControlPersist {settings.control_persist_s}",
         ]
     lines += [f"    Include {_quote_path(p)}" for p in includes]
@@ -84,7 +93,8 @@ def default_includes(extra: Sequence[Path | str] = ()) -> list[str]:
 
 
 def _check_host(host: str) -> str:
-    if not host or host.startswith("-") or any(c.isspace() or ord(c) < 32 for c in host):
+    bad = any(c.isspace() or ord(c) < 32 or c == "," for c in host)
+    if not host or host.startswith("-") or bad:
         raise UsageError(
             f"host name {host!r} is not valid for ssh",
             hint="use a plain host name or an alias from your ~/.ssh/config",

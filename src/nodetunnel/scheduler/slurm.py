@@ -595,13 +595,16 @@ class Slurm(Scheduler):
         return job_script(request, body)
 
     # -- commands -------------------------------------------------------------
+    #: The whole submit command: no user value is ever on it (they are in the script).
+    SUBMIT_ARGV: ClassVar[tuple[str, ...]] = ("sbatch", "--parsable", "--ignore-pbs")
+
     def submit(self, script: str, *, request: JobRequest | None = None) -> str:
         """``sbatch --parsable --ignore-pbs`` with ``script`` on stdin; returns the job id.
 
         (``--ignore-pbs``: sbatch would otherwise also obey ``#PBS``/``#BSUB`` lines.)
         A cluster name in sbatch's answer (``123;cluster``) is dropped.
         """
-        done = self._run(["sbatch", "--parsable", "--ignore-pbs"], input=script)
+        done = self._run(list(self.SUBMIT_ARGV), input=script)
         if done.returncode != 0:
             raise translate_sbatch_error(done.stderr or done.stdout, request, self.partitions)
         return parse_sbatch_output(done.stdout)

@@ -1,0 +1,46 @@
+NT_SESSION_DIR=/home/alice/.nodetunnel/sessions/nt-0123abcd
+NT_TOKEN_FILE="$NT_SESSION_DIR/token"
+umask 077
+nt_fail() {
+    printf 'nodetunnel: %s\n' "$1" >&2
+    printf '%s\n' "$1" > "$NT_SESSION_DIR/error.tmp" && mv -f "$NT_SESSION_DIR/error.tmp" "$NT_SESSION_DIR/error"
+    exit 1
+}
+module load gcc/12.2.0 || nt_fail 'module gcc/12.2.0 could not be loaded'
+module load cuda/12.1 || nt_fail 'module cuda/12.1 could not be loaded'
+command -v conda >/dev/null 2>&1 || nt_fail 'conda is not on PATH (try --module to load it)'
+eval "$(conda shell.posix hook)" || nt_fail 'conda shell hook failed'
+conda activate ml-2024 || nt_fail 'conda environment ml-2024 not found'
+[ -f "$HOME"/venvs/lab/bin/activate ] || nt_fail 'no virtualenv at ~/venvs/lab'
+. "$HOME"/venvs/lab/bin/activate
+# --setup, as given:
+{
+export OMP_NUM_THREADS=4
+if [ -f ~/.cluster_rc ]; then . ~/.cluster_rc; fi
+echo "setup done"
+} || nt_fail 'the --setup command failed'
+cd "$HOME"/project || nt_fail 'cannot enter work directory ~/project'
+set -u
+command -v jupyter >/dev/null 2>&1 || nt_fail "jupyter not found on PATH on $(hostname): install JupyterLab in the environment you activate (pip install jupyterlab)"
+NT_RUN=$(mktemp -d /tmp/nt.XXXXXX) || nt_fail 'cannot create a private directory in /tmp'
+NT_SOCK="$NT_RUN/s"
+[ "${#NT_SOCK}" -le 100 ] || nt_fail "socket path $NT_SOCK is too long for a Unix socket"
+NT_PID=""
+trap '[ -n "$NT_PID" ] && kill "$NT_PID" 2>/dev/null; rm -rf "$NT_RUN"' EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+export JUPYTER_TOKEN_FILE="$NT_TOKEN_FILE"
+jupyter lab --no-browser --sock="$NT_SOCK" &
+NT_PID=$!
+NT_DEADLINE=$(( $(date +%s) + 300 ))
+while [ ! -S "$NT_SOCK" ]; do
+    kill -0 "$NT_PID" 2>/dev/null || nt_fail "the app exited before listening; see the job log"
+    [ "$(date +%s)" -lt "$NT_DEADLINE" ] || nt_fail 'the app did not listen within 300 s'
+    sleep 0.2
+done
+printf 'socket=%s\nhost=%s\n' "$NT_SOCK" "${SLURMD_NODENAME:-$(hostname)}" > "$NT_SESSION_DIR/endpoint.tmp"
+mv -f "$NT_SESSION_DIR/endpoint.tmp" "$NT_SESSION_DIR/endpoint"
+wait "$NT_PID"
+NT_RC=$?
+NT_PID=""
+exit "$NT_RC"
