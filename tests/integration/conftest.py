@@ -8,6 +8,8 @@ The sandbox is always torn down at the end of the session, also on failure.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +20,9 @@ from nodetunnel.proc import wait_until
 from nodetunnel.sandbox.cluster import Sandbox, check_prerequisites
 from nodetunnel.sandbox.topology import Paths
 
-from .helpers import ALICE, BOB, squeue
+from .helpers import ALICE, BOB, CLUSTER_VENV, LAPTOP_VENV, squeue
+
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -58,3 +62,22 @@ def sandbox(_sandbox_session: Sandbox) -> Iterator[Sandbox]:
         sb.run_in("gateway", ["scancel", "--user", ALICE])
         sb.run_in("gateway", ["scancel", "--user", BOB])
         wait_until(lambda: not squeue(sb), timeout_s=30, what="the test's jobs to end")
+
+
+@pytest.fixture(scope="session")
+def laptop_nodetunnel() -> Iterator[list[str]]:
+    """argv that runs this checkout's nodetunnel as a test user (a world-readable copy of src/)."""
+    missing = [p for p in (CLUSTER_VENV, LAPTOP_VENV) if not (p / "bin" / "python").exists()]
+    if missing:
+        msg = f"{', '.join(map(str, missing))} missing: run ./scripts/setup"
+        if IN_CI:
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    copy = Path(tempfile.mkdtemp(prefix="nodetunnel-src-", dir="/var/tmp"))
+    try:
+        shutil.copytree(SRC / "nodetunnel", copy / "nodetunnel")
+        for path in [copy, *copy.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        yield ["env", f"PYTHONPATH={copy}", str(LAPTOP_VENV / "bin" / "python"), "-m", "nodetunnel"]
+    finally:
+        shutil.rmtree(copy)

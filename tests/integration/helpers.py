@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pwd
+import select
+import signal
 import subprocess
+import time
+from pathlib import Path
 
-from nodetunnel.proc import Completed, NotReady, run, wait_until
+from nodetunnel.proc import Completed, NotReady, ProcessRef, run, wait_until
 from nodetunnel.quoting import remote_command
 from nodetunnel.sandbox.cluster import Sandbox, as_user_argv
-from nodetunnel.sandbox.topology import USERS
+from nodetunnel.sandbox.topology import CGROUP_NAME, USERS
 
 ALICE, BOB = USERS
+CLUSTER_VENV = Path("/opt/nodetunnel-cluster-venv")  # built by scripts/setup
+LAPTOP_VENV = Path("/opt/nodetunnel-laptop-venv")
 
 
 def squeue(sb: Sandbox) -> list[str]:
@@ -90,3 +99,80 @@ def popen_as_user(user: str, argv: list[str]) -> subprocess.Popen[str]:
         start_new_session=True,
         cwd="/",
     )
+
+
+def jupyter_argv(base: list[str], *extra: str) -> list[str]:
+    return [*base, "jupyter", "--cluster", "sandbox", "--venv", str(CLUSTER_VENV),
+            "--no-browser", "--json", *extra]  # fmt: skip
+
+
+def user_processes(user: str) -> list[str]:
+    """The user's live processes on the laptop side (not jobs or sessions on the cluster)."""
+    out = subprocess.run(["ps", "-u", user, "-o", "pid=,stat=,args="], capture_output=True,
+                         text=True, check=False).stdout  # fmt: skip
+    return [
+        line
+        for line in out.splitlines()
+        if line.split()[1][0] not in "ZX" and not _on_the_cluster(int(line.split()[0]))
+    ]
+
+
+def _on_the_cluster(pid: int) -> bool:
+    """True for processes of the mini-cluster's hosts (one PID namespace with the laptop)."""
+    try:
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return False
+    return f":name=systemd:/{CGROUP_NAME}/" in text
+
+
+class Cli:
+    """A `nodetunnel` process run as a test user, in its own process group (so SIGINT works)."""
+
+    def __init__(self, user: str, argv: list[str]) -> None:
+        self.user = user
+        self.proc = popen_as_user(user, argv)
+
+    def read_json(self, timeout_s: float = 90) -> dict[str, object]:
+        """The JSON object the CLI prints once the app is reachable (raw reads: no buffering)."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout_s
+        buf = b""
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                buf += chunk
+                if buf.rstrip().endswith(b"}"):
+                    return json.loads(buf)  # type: ignore[no-any-return]
+            elif self.proc.poll() is not None:
+                break
+        self.stop()
+        raise AssertionError(f"no JSON from nodetunnel; stdout={buf!r} stderr={self.stderr()}")
+
+    def interrupt(self, timeout_s: float = 30) -> int:
+        os.killpg(self.proc.pid, signal.SIGINT)
+        return self.proc.wait(timeout=timeout_s)
+
+    def stop(self) -> None:
+        """Hard stop after a failed test: the CLI, then what it left (tunnel, shared connections)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        uid = pwd.getpwnam(self.user).pw_uid
+        for session_dir in Path(f"/tmp/nodetunnel-{uid}").glob("nt-*"):
+            pid_file = session_dir / "tunnel.pid"
+            if pid_file.exists():
+                pid, start = map(int, pid_file.read_text().split())
+                ProcessRef(pid, start).stop(timeout_s=3)
+            for sock in session_dir.iterdir():
+                if sock.is_socket():
+                    exit_master = ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "nodetunnel"]
+                    run(as_user_argv(self.user, exit_master), timeout_s=10, check=False)
+
+    def stderr(self) -> str:
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read() if self.proc.poll() is not None else "(still running)"

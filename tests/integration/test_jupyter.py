@@ -3,102 +3,14 @@
 from __future__ import annotations
 
 import http.client
-import json
 import os
-import pwd
-import select
-import shutil
-import signal
 import socket
-import subprocess
-import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from nodetunnel.proc import NotReady, ProcessRef, run, wait_until
+from nodetunnel.proc import NotReady, run, wait_until
 from nodetunnel.sandbox.cluster import Sandbox, as_user_argv
-from nodetunnel.sandbox.topology import CGROUP_NAME
 
-from .conftest import IN_CI
-from .helpers import ALICE, BOB, as_user, popen_as_user, squeue
-
-CLUSTER_VENV = Path("/opt/nodetunnel-cluster-venv")
-LAPTOP_VENV = Path("/opt/nodetunnel-laptop-venv")
-SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-@pytest.fixture(scope="module")
-def laptop_nodetunnel() -> Iterator[list[str]]:
-    """argv that runs this checkout's nodetunnel as a test user (a world-readable copy of src/)."""
-    missing = [p for p in (CLUSTER_VENV, LAPTOP_VENV) if not (p / "bin" / "python").exists()]
-    if missing:
-        msg = f"{', '.join(map(str, missing))} missing: run ./scripts/setup"
-        if IN_CI:
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
-    copy = Path(tempfile.mkdtemp(prefix="nodetunnel-src-", dir="/var/tmp"))
-    try:
-        shutil.copytree(SRC / "nodetunnel", copy / "nodetunnel")
-        for path in [copy, *copy.rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        yield ["env", f"PYTHONPATH={copy}", str(LAPTOP_VENV / "bin" / "python"), "-m", "nodetunnel"]
-    finally:
-        shutil.rmtree(copy)
-
-
-class Cli:
-    """A `nodetunnel` process run as a test user, in its own process group (so SIGINT works)."""
-
-    def __init__(self, user: str, argv: list[str]) -> None:
-        self.user = user
-        self.proc = popen_as_user(user, argv)
-
-    def read_json(self, timeout_s: float = 90) -> dict[str, object]:
-        """The JSON object the CLI prints once the app is reachable (raw reads: no buffering)."""
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout_s
-        buf = b""
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if ready:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                buf += chunk
-                if buf.rstrip().endswith(b"}"):
-                    return json.loads(buf)  # type: ignore[no-any-return]
-            elif self.proc.poll() is not None:
-                break
-        self.stop()
-        raise AssertionError(f"no JSON from nodetunnel; stdout={buf!r} stderr={self.stderr()}")
-
-    def interrupt(self, timeout_s: float = 30) -> int:
-        os.killpg(self.proc.pid, signal.SIGINT)
-        return self.proc.wait(timeout=timeout_s)
-
-    def stop(self) -> None:
-        """Hard stop after a failed test: the CLI, then what it left (tunnel, shared connections)."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        uid = pwd.getpwnam(self.user).pw_uid
-        for session_dir in Path(f"/tmp/nodetunnel-{uid}").glob("nt-*"):
-            pid_file = session_dir / "tunnel.pid"
-            if pid_file.exists():
-                pid, start = map(int, pid_file.read_text().split())
-                ProcessRef(pid, start).stop(timeout_s=3)
-            for sock in session_dir.iterdir():
-                if sock.is_socket():
-                    exit_master = ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "nodetunnel"]
-                    run(as_user_argv(self.user, exit_master), timeout_s=10, check=False)
-
-    def stderr(self) -> str:
-        assert self.proc.stderr is not None
-        return self.proc.stderr.read() if self.proc.poll() is not None else "(still running)"
+from .helpers import ALICE, BOB, CLUSTER_VENV, Cli, as_user, jupyter_argv, squeue, user_processes
 
 
 def http_status(port: int, path: str, token: str | None) -> int:
@@ -117,31 +29,6 @@ def auth_counts(sb: Sandbox, user: str) -> dict[str, int]:
         text = log.read_text(errors="replace") if log.exists() else ""
         counts[host] = text.count(f"Accepted publickey for {user} ")
     return counts
-
-
-def user_processes(user: str) -> list[str]:
-    """The user's live processes on the laptop side (not jobs or sessions on the cluster)."""
-    out = subprocess.run(["ps", "-u", user, "-o", "pid=,stat=,args="], capture_output=True,
-                         text=True, check=False).stdout  # fmt: skip
-    return [
-        line
-        for line in out.splitlines()
-        if line.split()[1][0] not in "ZX" and not _on_the_cluster(int(line.split()[0]))
-    ]
-
-
-def _on_the_cluster(pid: int) -> bool:
-    """True for processes of the mini-cluster's hosts (one PID namespace with the laptop)."""
-    try:
-        text = Path(f"/proc/{pid}/cgroup").read_text()
-    except OSError:
-        return False
-    return f":name=systemd:/{CGROUP_NAME}/" in text
-
-
-def jupyter_argv(base: list[str], *extra: str) -> list[str]:
-    return [*base, "jupyter", "--cluster", "sandbox", "--venv", str(CLUSTER_VENV),
-            "--no-browser", "--json", *extra]  # fmt: skip
 
 
 def test_jupyter_end_to_end_and_clean_exit(sandbox, laptop_nodetunnel):
