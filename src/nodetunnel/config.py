@@ -569,7 +569,14 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     explicitly (argument or environment) is an error.
     """
     file = config_path(path)
-    if not file.exists() and not file.is_symlink():
+    try:
+        exists = file.exists() or file.is_symlink()
+    except OSError as exc:  # e.g. a directory on the way that we may not enter
+        raise UsageError(
+            f"config file {file} cannot be read: {exc.strerror}",
+            hint=f"check the permissions of {file} and of the directories above it",
+        ) from exc
+    if not exists:
         if _config_path_is_explicit(path):
             via = "" if path is not None and str(path) != "" else f" (from ${CONFIG_ENV})"
             raise UsageError(

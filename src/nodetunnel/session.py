@@ -181,7 +181,13 @@ class Session:
         self.token = secrets.token_urlsafe(32)
         self._local_dir = private_runtime_dir() / self.session_id
         self._ssh_config = self._local_dir / "ssh_config"
-        self.ssh = OpenSSH(req.jump, config_path=self._ssh_config, user=req.user)
+        self._diagnose_config = self._local_dir / "ssh_config.diagnose"
+        self.ssh = OpenSSH(
+            req.jump,
+            config_path=self._ssh_config,
+            user=req.user,
+            diagnose_config_path=self._diagnose_config,
+        )
         self.slurm = Slurm(self.ssh)
         self._connected = False
         self._submitted = False  # sbatch was started (its answer may be lost)
@@ -214,14 +220,14 @@ class Session:
             choose_local_port(req.local_port)  # a taken --port fails before anything is submitted
         check_control_dir(self._local_dir)
         self._local_dir.mkdir(mode=0o700)
-        self._ssh_config.write_text(
-            render_config(
-                control_dir=self._local_dir,
-                settings=req.ssh,
-                includes=default_includes(req.ssh_includes),
-            )
-        )
-        os.chmod(self._ssh_config, 0o600)
+        includes = default_includes(req.ssh_includes)
+        diagnose = dataclasses.replace(req.ssh, multiplex=False, batch_mode=True)
+        for path, settings in ((self._ssh_config, req.ssh),
+                               (self._diagnose_config, diagnose)):  # fmt: skip
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(render_config(control_dir=self._local_dir, settings=settings,
+                                      includes=includes))  # fmt: skip
         self._connected = True
         self._say(f"connecting to {' -> '.join(req.jump)}")
         session_dir, remote_user = self._prepare_remote()

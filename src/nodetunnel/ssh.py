@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shlex
 import stat
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ class SshSettings:
     control_persist_s: int = 600
     connect_timeout_s: int = 20
     multiplex: bool = True  # False where ControlMaster is unavailable (Windows OpenSSH)
+    batch_mode: bool = False  # never prompt (used to diagnose a failed connection)
 
 
 def _config_word(text: str, what: str) -> str:
@@ -70,6 +72,8 @@ def render_config(
         f"    ServerAliveCountMax {settings.keepalive_count}",
         f"    ConnectTimeout {settings.connect_timeout_s}",
     ]
+    if settings.batch_mode:
+        lines.append("    BatchMode yes")
     if settings.multiplex:
         lines += [
             "    ControlMaster auto",
@@ -153,6 +157,7 @@ class OpenSSH:
         config_path: Path,
         user: str | None = None,
         ssh_binary: str = SSH,
+        diagnose_config_path: Path | None = None,
     ) -> None:
         if not jump:
             raise UsageError("the jump chain is empty", hint="set 'jump' in the cluster profile")
@@ -160,6 +165,9 @@ class OpenSSH:
         self.user = _check_host(user) if user else None
         self.config_path = config_path
         self.ssh_binary = ssh_binary
+        # A config without connection sharing: when a jump host refuses us, ssh's reason is
+        # lost in the shared-connection (ControlPersist) process; a retry with this shows it.
+        self.diagnose_config_path = diagnose_config_path
 
     @property
     def submit_host(self) -> str:
@@ -196,12 +204,20 @@ class OpenSSH:
         argv = self.command_argv(self.submit_host, self.jump[:-1], argv)
         done = run(argv, input=input, timeout_s=timeout_s, check=False)
         if done.returncode == 255:
-            raise translate_ssh_failure(argv, done, self.jump)
+            raise translate_ssh_failure(argv, self._diagnose(argv, done), self.jump)
         if check and done.returncode != 0:
             raise CommandError(argv, done.returncode, done.stderr or done.stdout)
         return done
 
     __call__ = run  # a scheduler CommandRunner
+
+    def _diagnose(self, argv: list[str], failed: Completed) -> Completed:
+        """The same connection without sharing or prompts, for ssh's own reason of a failure."""
+        if self.diagnose_config_path is None or _KNOWN_FAILURE.search(failed.stderr):
+            return failed
+        again = [self.ssh_binary, "-F", str(self.diagnose_config_path), *argv[3:-1], "true"]
+        retry = run(again, timeout_s=60, check=False)
+        return retry if retry.returncode == 255 and retry.stderr.strip() else failed
 
     def forward_argv(self, node: str, local_port: int, remote_socket: str) -> list[str]:
         """``ssh -N`` forwarding 127.0.0.1:local_port to a Unix socket on ``node``."""
@@ -229,6 +245,12 @@ class OpenSSH:
                 run(argv, timeout_s=timeout_s, check=False)
             except NodetunnelError:
                 continue
+
+
+_KNOWN_FAILURE = re.compile(
+    r"Permission denied|Too many authentication failures|Host key verification failed|"
+    r"REMOTE HOST IDENTIFICATION HAS CHANGED|Could not resolve hostname|Name or service not known"
+)
 
 
 def translate_ssh_failure(argv: Sequence[str], done: Completed, jump: Sequence[str]) -> SshError:

@@ -7,10 +7,22 @@ import os
 import socket
 from pathlib import Path
 
+from nodetunnel.errors import ExitCode
 from nodetunnel.proc import NotReady, run, wait_until
 from nodetunnel.sandbox.cluster import Sandbox, as_user_argv
+from nodetunnel.session import port_is_free
 
-from .helpers import ALICE, BOB, CLUSTER_VENV, Cli, as_user, jupyter_argv, squeue, user_processes
+from .helpers import (
+    ALICE,
+    BOB,
+    CLUSTER_VENV,
+    LAPTOP_VENV,
+    Cli,
+    as_user,
+    jupyter_argv,
+    squeue,
+    user_processes,
+)
 
 
 def http_status(port: int, path: str, token: str | None) -> int:
@@ -70,8 +82,7 @@ def test_jupyter_end_to_end_and_clean_exit(sandbox, laptop_nodetunnel):
     assert cli.interrupt() == 130
     wait_no_jobs(sandbox)
     assert user_processes(ALICE) == []
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", port))
+    assert port_is_free(port)  # nothing listens there any more
 
 
 def test_keep_leaves_the_job_running(sandbox, laptop_nodetunnel):
@@ -166,3 +177,88 @@ def test_ctrl_c_while_the_job_is_pending_cancels_it(sandbox, laptop_nodetunnel):
     assert "Traceback" not in err
     wait_no_jobs(sandbox)
     assert user_processes(ALICE) == []
+
+
+def test_app_not_installed_is_reported(sandbox, laptop_nodetunnel):
+    # A virtualenv without JupyterLab.
+    argv = [a if a != str(CLUSTER_VENV) else str(LAPTOP_VENV) for a in
+            jupyter_argv(laptop_nodetunnel)]  # fmt: skip
+    res = as_user(ALICE, argv, timeout_s=120)
+    _assert_clean_failure(sandbox, res, "jupyter not found on PATH", "pip install jupyterlab")
+
+
+def _kill_job_when(sandbox, state: str) -> None:
+    """scancel the user's job from the gateway once it reaches ``state``."""
+
+    def job_in_state() -> str:
+        jobs = [j.split() for j in squeue(sandbox)]
+        if jobs and jobs[0][2] == state:
+            return jobs[0][0]
+        raise NotReady(f"jobs: {jobs}")
+
+    job = wait_until(job_in_state, timeout_s=60, what=f"the job to be {state}")
+    sandbox.run_in("gateway", ["scancel", job])
+
+
+def test_job_killed_while_pending_is_reported(sandbox, laptop_nodetunnel):
+    cli = Cli(ALICE, jupyter_argv(laptop_nodetunnel, "--sbatch-arg=--begin=now+60"))
+    try:
+        _kill_job_when(sandbox, "PENDING")
+        code = cli.proc.wait(timeout=60)
+        err = cli.stderr()
+    except BaseException:
+        cli.stop()
+        raise
+    assert code == ExitCode.SCHEDULER, err
+    assert "CANCELLED" in err
+    assert "Traceback" not in err
+    wait_no_jobs(sandbox)
+    assert user_processes(ALICE) == []
+
+
+def test_job_killed_while_starting_is_reported(sandbox, laptop_nodetunnel):
+    # The job is RUNNING but busy in --setup, before the app listens.
+    cli = Cli(ALICE, jupyter_argv(laptop_nodetunnel, "--setup", "sleep 60"))
+    try:
+        _kill_job_when(sandbox, "RUNNING")
+        code = cli.proc.wait(timeout=60)
+        err = cli.stderr()
+    except BaseException:
+        cli.stop()
+        raise
+    assert code == ExitCode.SCHEDULER, err
+    assert "failed before the app was ready" in err
+    assert "Traceback" not in err
+    wait_no_jobs(sandbox)
+    assert user_processes(ALICE) == []
+
+
+def _profile(sandbox, **keys: str) -> Path:
+    """A config file (in the test user's home) with a cluster 'test' using the sandbox's hosts."""
+    lines = ["[clusters.test]", f'ssh_config = "{sandbox.paths.ssh_config}"']
+    lines += [f'{k} = "{v}"' for k, v in keys.items()]
+    path = sandbox.paths.user_home(ALICE) / "test-config.toml"
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o644)
+    return path
+
+
+def _with_profile(argv: list[str], config: Path) -> list[str]:
+    argv = [a for a in argv if a not in ("--cluster", "sandbox")]
+    return [*argv, "--cluster", "test", "--config", str(config)]
+
+
+def test_unreachable_login_host_is_a_clear_error(sandbox, laptop_nodetunnel):
+    # 198.18.9.9 is in the test range, where nothing answers: no route from the laptop.
+    config = _profile(sandbox, login="198.18.9.9", gateway="gateway")
+    res = as_user(ALICE, _with_profile(jupyter_argv(laptop_nodetunnel), config), timeout_s=120)
+    assert res.returncode == ExitCode.CONNECTION, res.stderr
+    _assert_clean_failure(sandbox, res, "cannot reach the cluster", "network")
+
+
+def test_refused_authentication_is_a_clear_error(sandbox, laptop_nodetunnel):
+    # Alice's key is not authorised for Bob's account.
+    config = _profile(sandbox, login="login", gateway="gateway", user=BOB)
+    res = as_user(ALICE, _with_profile(jupyter_argv(laptop_nodetunnel), config), timeout_s=120)
+    assert res.returncode == ExitCode.CONNECTION, res.stderr
+    _assert_clean_failure(sandbox, res, "authentication refused")
