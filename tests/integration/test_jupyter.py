@@ -7,6 +7,8 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
+
 from nodetunnel.errors import ExitCode
 from nodetunnel.proc import NotReady, run, wait_until
 from nodetunnel.sandbox.cluster import Sandbox, as_user_argv
@@ -262,3 +264,36 @@ def test_refused_authentication_is_a_clear_error(sandbox, laptop_nodetunnel):
     res = as_user(ALICE, _with_profile(jupyter_argv(laptop_nodetunnel), config), timeout_s=120)
     assert res.returncode == ExitCode.CONNECTION, res.stderr
     _assert_clean_failure(sandbox, res, "authentication refused")
+
+
+HOSTILE_OPTIONS = [
+    "--partition", "--gres", "--mem", "--time", "--account", "--qos", "--constraint",
+    "--reservation", "--conda-env", "--module", "--venv", "--workdir", "--sbatch-arg",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("option", HOSTILE_OPTIONS)
+def test_hostile_values_never_run_as_code(sandbox, laptop_nodetunnel, option):
+    canary = sandbox.paths.user_home(ALICE) / f"canary{option}"
+    values = [
+        f"x'; touch {canary}; echo '",
+        f"$(touch {canary})`touch {canary}`",
+        f"a\ntouch {canary}",
+    ]
+    for value in values:
+        if option == "--sbatch-arg":
+            value = "--comment=" + value
+        cli = Cli(ALICE, jupyter_argv(laptop_nodetunnel, option, value, "--timeout", "15"))
+        try:
+            # Either refused with a clear error, or used literally (the app may even start).
+            info = cli.read_json(timeout_s=60, allow_exit=True)
+            code = cli.interrupt() if info else cli.proc.wait(timeout=10)
+            err = cli.stderr()
+        except BaseException:
+            cli.stop()
+            raise
+        assert code != 0, (option, value)
+        assert "Traceback" not in err, err
+        assert not canary.exists(), (option, value)
+    wait_no_jobs(sandbox)
+    assert user_processes(ALICE) == []
