@@ -38,7 +38,8 @@ class SshSettings:
     keepalive_count: int = 2
     control_persist_s: int = 600
     connect_timeout_s: int = 20
-    multiplex: bool = True  # False where ControlMaster is unavailable (Windows OpenSSH)
+    # Windows' OpenSSH has no ControlMaster: there every step makes its own connection.
+    multiplex: bool = os.name != "nt"
     batch_mode: bool = False  # never prompt (used to diagnose a failed connection)
 
 
