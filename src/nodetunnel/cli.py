@@ -274,6 +274,13 @@ def _resource_options(f: Any) -> Any:
         ),
         click.option("--no-browser", is_flag=True, help="Do not open a browser."),
         click.option(
+            "--tcp",
+            is_flag=True,
+            help="Listen on 127.0.0.1:PORT on the node instead of a private Unix socket (for "
+            "sites whose sshd forbids socket forwarding; other users on the node could reach "
+            "the port, so the token is all that protects it).",
+        ),
+        click.option(
             "--keep",
             is_flag=True,
             help="Leave the job running when nodetunnel exits (default: cancel it).",
@@ -339,6 +346,7 @@ def _run_app(app_name: str, opts: dict[str, Any]) -> None:
         env=env, user=settings.user,
         ssh_includes=(str(settings.ssh_config),) if settings.ssh_config else (),
         local_port=opts["port"], start_timeout_s=opts["timeout_s"], keep=opts["keep"],
+        tcp=opts["tcp"],
     )  # fmt: skip
     if opts["dry_run"]:
         click.echo(plan(req), nl=False)

@@ -61,7 +61,15 @@ def _word(w: Word) -> str:
     return shlex.quote(w)
 
 
-def render_body(app: App, env: Environment, session_dir: str) -> str:
+_FREE_PORT_PY = (
+    'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+)
+_LISTENS_PY = (
+    'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 2).close()'
+)
+
+
+def render_body(app: App, env: Environment, session_dir: str, *, tcp: bool = False) -> str:
     """The part of the job script after the #SBATCH header."""
     lines = [
         f"NT_SESSION_DIR={_q(session_dir, 'session directory')}",
@@ -113,8 +121,6 @@ def render_body(app: App, env: Environment, session_dir: str) -> str:
         f'command -v {prog} >/dev/null 2>&1 || nt_fail "{_dq(not_found)}"',
         f"NT_RUN=$(mktemp -d {SOCKET_DIR_TEMPLATE}) || nt_fail 'cannot create a private directory in /tmp'",
         'NT_SOCK="$NT_RUN/s"',
-        f'[ "${{#NT_SOCK}}" -le {MAX_SOCKET_PATH} ] || '
-        'nt_fail "socket path $NT_SOCK is too long for a Unix socket"',
         'NT_PID=""',
         'trap \'[ -n "$NT_PID" ] && kill "$NT_PID" 2>/dev/null; rm -rf "$NT_RUN"\' EXIT',
         "trap 'exit 143' TERM",
@@ -123,18 +129,39 @@ def render_body(app: App, env: Environment, session_dir: str) -> str:
     for name, var in app.env:
         lines.append(f"export {name}={_word(var)}")
     lines += [
-        " ".join(_word(w) for w in app.launch) + " &",
-        "NT_PID=$!",
         f"NT_DEADLINE=$(( $(date +%s) + {APP_START_TIMEOUT_S} ))",
-        'while [ ! -S "$NT_SOCK" ]; do',
-        '    kill -0 "$NT_PID" 2>/dev/null || nt_fail "the app exited before listening; see the job log"',
-        '    [ "$(date +%s)" -lt "$NT_DEADLINE" ] || '
+        "nt_wait() {  # until the command $1 succeeds, while the app lives, until the deadline",
+        '    while ! "$1"; do',
+        '        kill -0 "$NT_PID" 2>/dev/null || nt_fail "the app exited before listening; see the job log"',
+        '        [ "$(date +%s)" -lt "$NT_DEADLINE" ] || '
         f"nt_fail 'the app did not listen within {APP_START_TIMEOUT_S} s'",
-        "    sleep 0.2",
-        "done",
+        "        sleep 0.2",
+        "    done",
+        "}",
         # SLURM's name for the node (the laptop checks it against the job's node list).
-        'printf \'socket=%s\\nhost=%s\\n\' "$NT_SOCK" "${SLURMD_NODENAME:-$(hostname)}" '
-        '> "$NT_SESSION_DIR/endpoint.tmp"',
+        'NT_NODE="${SLURMD_NODENAME:-$(hostname)}"',
+        f"NT_USE_SOCKET={0 if tcp else 1}",
+        f'if [ "$NT_USE_SOCKET" = 1 ] && ! {{ {app.socket_check}; }}; then',
+        "    echo 'nodetunnel: this version cannot listen on a Unix socket; using 127.0.0.1' >&2",
+        "    NT_USE_SOCKET=0",
+        "fi",
+        'if [ "$NT_USE_SOCKET" = 1 ]; then',
+        f'    [ "${{#NT_SOCK}}" -le {MAX_SOCKET_PATH} ] || '
+        'nt_fail "socket path $NT_SOCK is too long for a Unix socket"',
+        "    " + " ".join(_word(w) for w in app.launch) + " &",
+        "    NT_PID=$!",
+        '    nt_socket_ready() { [ -S "$NT_SOCK" ]; }',
+        "    nt_wait nt_socket_ready",
+        '    printf \'socket=%s\\nhost=%s\\n\' "$NT_SOCK" "$NT_NODE" > "$NT_SESSION_DIR/endpoint.tmp"',
+        "else",
+        "    # Only here is the cluster's python3 needed: to find a free port, then to see it listen.",
+        f"    NT_PORT=$(python3 -c {shlex.quote(_FREE_PORT_PY)}) || nt_fail 'python3 is needed to find a free port'",
+        "    " + " ".join(_word(w) for w in app.launch_tcp) + " &",
+        "    NT_PID=$!",
+        f'    nt_port_ready() {{ python3 -c {shlex.quote(_LISTENS_PY)} "$NT_PORT" 2>/dev/null; }}',
+        "    nt_wait nt_port_ready",
+        '    printf \'port=%s\\nhost=%s\\n\' "$NT_PORT" "$NT_NODE" > "$NT_SESSION_DIR/endpoint.tmp"',
+        "fi",
         'mv -f "$NT_SESSION_DIR/endpoint.tmp" "$NT_SESSION_DIR/endpoint"',
         'wait "$NT_PID"',
         "NT_RC=$?",

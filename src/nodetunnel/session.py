@@ -59,6 +59,7 @@ class LaunchRequest:
     local_port: int | None = None
     start_timeout_s: float = 600
     keep: bool = False
+    tcp: bool = False  # listen on 127.0.0.1:PORT on the node instead of a Unix socket
     ssh: SshSettings = dataclasses.field(default_factory=SshSettings)
 
 
@@ -69,7 +70,7 @@ class SessionInfo:
     node: str
     local_port: int
     url: str
-    remote_socket: str
+    remote: str  # what the tunnel forwards to on the node: a socket path or 127.0.0.1:PORT
     session_dir: str
     time_left_s: int | None
 
@@ -149,7 +150,7 @@ def plan(req: LaunchRequest) -> str:
         req.job, output=f"{session_dir}/job.log", job_name=job_name_for(req.app, "nt-XXXXXXXX")
     )
     ssh = OpenSSH(req.jump, config_path=Path("SESSION_DIR/ssh_config"), user=req.user)
-    script = Slurm(ssh).job_script(job, render_body(req.app, req.env, session_dir))
+    script = Slurm(ssh).job_script(job, render_body(req.app, req.env, session_dir, tcp=req.tcp))
     submit = ssh.command_argv(ssh.submit_host, ssh.jump[:-1], list(Slurm.SUBMIT_ARGV))
     port = req.local_port or DEFAULT_PORT
     tunnel = ssh.forward_argv("NODE", port, SOCKET_DIR_TEMPLATE + "/s")
@@ -235,7 +236,7 @@ class Session:
         job = dataclasses.replace(req.job, output=f"{session_dir}/job.log")
         self._submitted = True
         job_id = self.job_id = self.slurm.submit_job(
-            job, render_body(req.app, req.env, session_dir)
+            job, render_body(req.app, req.env, session_dir, tcp=req.tcp)
         )
         self._say(f"submitted job {job_id}")
 
@@ -257,10 +258,11 @@ class Session:
                 f"{list(status.nodes)}",
                 hint="nodetunnel only connects to nodes SLURM gave the job; please report this",
             )
-        socket_path = endpoint["socket"]
+        # A Unix socket, or (--tcp, old app versions) a loopback port on the node.
+        remote = endpoint.get("socket") or f"127.0.0.1:{int(endpoint.get('port', '0'))}"
         port = choose_local_port(req.local_port)
         self._say(f"job {job_id} is running on {node}; opening the tunnel on port {port}")
-        self._open_tunnel(node, port, socket_path)
+        self._open_tunnel(node, port, remote)
         url = f"http://127.0.0.1:{port}{req.app.url_path}?token={self.token}"
         self.info = SessionInfo(
             session_id=self.session_id,
@@ -268,7 +270,7 @@ class Session:
             node=node,
             local_port=port,
             url=url,
-            remote_socket=socket_path,
+            remote=remote,
             session_dir=session_dir,
             time_left_s=status.time_left_s,
         )
@@ -391,10 +393,10 @@ class Session:
             hint="the cluster may be busy: raise --timeout, or ask for fewer resources",
         )
 
-    def _open_tunnel(self, node: str, port: int, socket_path: str) -> None:
+    def _open_tunnel(self, node: str, port: int, remote: str) -> None:
         with sigint_deferred():  # never leave a tunnel running that close() does not know
             tunnel = self.tunnel = spawn(
-                self.ssh.forward_argv(node, port, socket_path),
+                self.ssh.forward_argv(node, port, remote),
                 log_path=self._local_dir / "tunnel.log",
             )
             # Recorded so that whoever cleans up after a hard kill can end it by PID.
@@ -463,7 +465,7 @@ class Session:
 
         def attempt() -> bool:
             try:
-                self._open_tunnel(info.node, info.local_port, info.remote_socket)
+                self._open_tunnel(info.node, info.local_port, info.remote)
             except NodetunnelError as exc:
                 if self.tunnel is not None:
                     with contextlib.suppress(NodetunnelError):

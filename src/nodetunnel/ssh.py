@@ -220,8 +220,11 @@ class OpenSSH:
         retry = run(again, timeout_s=60, check=False)
         return retry if retry.returncode == 255 and retry.stderr.strip() else failed
 
-    def forward_argv(self, node: str, local_port: int, remote_socket: str) -> list[str]:
-        """``ssh -N`` forwarding 127.0.0.1:local_port to a Unix socket on ``node``."""
+    def forward_argv(self, node: str, local_port: int, remote: str) -> list[str]:
+        """``ssh -N`` forwarding 127.0.0.1:local_port to ``remote`` on ``node``.
+
+        ``remote`` is a Unix socket path, or ``127.0.0.1:PORT`` (the node's loopback).
+        """
         return [
             *self.base_argv(self.jump),
             "-N",
@@ -234,7 +237,7 @@ class OpenSSH:
             "-o",
             "ControlPath=none",
             "-L",
-            f"127.0.0.1:{local_port}:{remote_socket}",
+            f"127.0.0.1:{local_port}:{remote}",
             self._dest(_check_host(node)),
         ]
 

@@ -8,6 +8,7 @@ The sandbox is always torn down at the end of the session, also on failure.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -48,7 +49,19 @@ def _sandbox_session() -> Iterator[Sandbox]:
         sb.up()
         yield sb
     finally:
+        # The test users' laptop-side runtime dirs (their sessions' dirs are gone already).
+        uids = [pwd.getpwnam(u).pw_uid for u in (ALICE, BOB) if _exists(u)]
         sb.down()
+        for uid in uids:
+            shutil.rmtree(f"/tmp/nodetunnel-{uid}", ignore_errors=True)
+
+
+def _exists(user: str) -> bool:
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        return False
+    return True
 
 
 @pytest.fixture

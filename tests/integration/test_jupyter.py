@@ -36,6 +36,16 @@ def http_status(port: int, path: str, token: str | None) -> int:
         conn.close()
 
 
+def refusals(sb: Sandbox, user: str) -> int:
+    """Node sshd refusals of ``user`` by the site policy (pam_slurm_adopt)."""
+    total = 0
+    for node in ("node1", "node2"):
+        log = sb.paths.log_dir / f"sshd-{node}.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        total += text.count(f"Access denied for user {user} by PAM account configuration")
+    return total
+
+
 def auth_counts(sb: Sandbox, user: str) -> dict[str, int]:
     counts = {}
     for host in ("login", "gateway", "node1", "node2"):
@@ -47,6 +57,7 @@ def auth_counts(sb: Sandbox, user: str) -> dict[str, int]:
 
 def test_jupyter_end_to_end_and_clean_exit(sandbox, laptop_nodetunnel):
     before = auth_counts(sandbox, ALICE)
+    refused_before = refusals(sandbox, ALICE)
     cli = Cli(ALICE, jupyter_argv(laptop_nodetunnel, "-p", "gpu", "--gres", "gpu:1"))
     try:
         info = cli.read_json()
@@ -59,7 +70,7 @@ def test_jupyter_end_to_end_and_clean_exit(sandbox, laptop_nodetunnel):
         assert http_status(port, "/api/status", None) == 403
         assert http_status(port, "/api/status", "wrong") == 403
         # Private: the socket lives in a 0700 directory of the user; another user cannot connect.
-        sock = str(info["remote_socket"])
+        sock = str(info["remote"])
         mode = sandbox.run_in(node, ["stat", "-c", "%a %U", os.path.dirname(sock)]).split()
         assert mode == ["700", ALICE]
         probe = "import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])"
@@ -77,6 +88,8 @@ def test_jupyter_end_to_end_and_clean_exit(sandbox, laptop_nodetunnel):
         after = auth_counts(sandbox, ALICE)
         delta = {h: after[h] - before[h] for h in after}
         assert delta == {"login": 1, "gateway": 1, node: 1, ({"node1", "node2"} - {node}).pop(): 0}
+        # nodetunnel only ever connects to the job's node: the site policy never refused it.
+        assert refusals(sandbox, ALICE) == refused_before
     except BaseException:
         cli.stop()
         raise
@@ -295,5 +308,22 @@ def test_hostile_values_never_run_as_code(sandbox, laptop_nodetunnel, option):
         assert code != 0, (option, value)
         assert "Traceback" not in err, err
         assert not canary.exists(), (option, value)
+    wait_no_jobs(sandbox)
+    assert user_processes(ALICE) == []
+
+
+def test_tcp_mode_for_sites_that_forbid_socket_forwarding(sandbox, laptop_nodetunnel):
+    cli = Cli(ALICE, jupyter_argv(laptop_nodetunnel, "--tcp"))
+    try:
+        info = cli.read_json()
+        assert str(info["remote"]).startswith("127.0.0.1:")  # the node's loopback only
+        token = str(info["url"]).split("token=", 1)[1]
+        port = int(info["local_port"])  # type: ignore[call-overload]
+        assert http_status(port, "/api/status", token) == 200
+        assert http_status(port, "/api/status", None) == 403
+    except BaseException:
+        cli.stop()
+        raise
+    assert cli.interrupt() == 130
     wait_no_jobs(sandbox)
     assert user_processes(ALICE) == []

@@ -17,6 +17,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -118,9 +119,12 @@ def test_setup_is_kept_verbatim_over_several_lines() -> None:
 
 def test_token_never_appears_in_the_launch_command() -> None:
     body = render_body(JUPYTER, FULL_ENV, SESSION_DIR)
-    (launch,) = [ln for ln in body.splitlines() if ln.startswith("jupyter ")]
-    assert launch == 'jupyter lab --no-browser --sock="$NT_SOCK" &'
-    assert "token" not in launch.lower()
+    launches = [ln.strip() for ln in body.splitlines() if ln.strip().startswith("jupyter lab")]
+    assert launches == [
+        'jupyter lab --no-browser --sock="$NT_SOCK" &',
+        'jupyter lab --no-browser --ip=127.0.0.1 --port="$NT_PORT" --ServerApp.port_retries=0 &',
+    ]
+    assert all("token" not in launch.lower() for launch in launches)
     assert 'export JUPYTER_TOKEN_FILE="$NT_TOKEN_FILE"' in body
     assert 'NT_TOKEN_FILE="$NT_SESSION_DIR/token"' in body
 
@@ -222,6 +226,9 @@ def test_socket_template_fits_a_unix_socket() -> None:
 FAKE_JUPYTER = """\
 #!{python} -IS
 import json, os, socket, sys, time
+if sys.argv[1:] == ["server", "--version"]:
+    print({server_version!r})
+    sys.exit(0)
 record = {{
     "argv": sys.argv,
     "cwd": os.getcwd(),
@@ -242,9 +249,14 @@ if not token or record["token_in_argv"]:
     sys.exit(3)
 if {exit_at_once!r}:
     sys.exit(0)
-sock = [a[len("--sock="):] for a in sys.argv if a.startswith("--sock=")][0]
-s = socket.socket(socket.AF_UNIX)
-s.bind(sock)
+sock = [a[len("--sock="):] for a in sys.argv if a.startswith("--sock=")]
+port = [a[len("--port="):] for a in sys.argv if a.startswith("--port=")]
+if sock:
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(sock[0])
+else:
+    s = socket.socket()
+    s.bind(("127.0.0.1", int(port[0])))
 s.listen()
 while True:
     time.sleep(60)
@@ -351,13 +363,16 @@ class Runner:
             return []
         return [json.loads(line) for line in path.read_text().splitlines()]
 
-    def install_jupyter(self, bindir: Path, *, exit_at_once: bool = False) -> Path:
+    def install_jupyter(
+        self, bindir: Path, *, exit_at_once: bool = False, server_version: str = "2.14.0"
+    ) -> Path:
         return _executable(
             bindir / "jupyter",
             FAKE_JUPYTER.format(
                 python=sys.executable,
                 log=str(self.home / "jupyter.json"),
                 exit_at_once=exit_at_once,
+                server_version=server_version,
             ),
         )
 
@@ -372,14 +387,16 @@ class Runner:
         if with_jupyter:
             self.install_jupyter(bindir)
 
-    def start(self, env: Environment, *, path: str | None = None, name: str = "run") -> Run:
+    def start(
+        self, env: Environment, *, path: str | None = None, name: str = "run", tcp: bool = False
+    ) -> Run:
         rundir = self.home / name
         session = rundir / "session dir"
         session.mkdir(parents=True)
         (session / "token").write_text(TOKEN + "\n")
         (session / "token").chmod(0o600)
         script = rundir / "job.sh"
-        script.write_text(render_body(JUPYTER, env, str(session)))
+        script.write_text(render_body(JUPYTER, env, str(session), tcp=tcp))
         with open(rundir / "sh.out", "wb") as out:
             proc = subprocess.Popen(
                 ["/bin/sh", str(script)],
@@ -632,3 +649,37 @@ def test_run_activation_code_that_reads_unset_variables(runner: Runner) -> None:
     activate.write_text(activate.read_text() + 'PROJ_LIB_BACKUP="$PROJ_LIB"\n')
     run = runner.start(Environment(venv="~/venvs/old", setup='echo "${PS2X}" >/dev/null'))
     _check_running_then_stop(run)
+
+
+def _check_tcp_then_stop(run: Run) -> None:
+    endpoint = run.wait_endpoint()
+    assert "socket" not in endpoint
+    assert endpoint["host"] == "nodeX"
+    port = int(endpoint["port"])
+    socket.create_connection(("127.0.0.1", port), 2).close()  # it listens, on loopback
+    rec = run.jupyter
+    assert rec is not None
+    assert rec["argv"][1:] == [
+        "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
+    ]  # fmt: skip
+    assert not rec["token_in_argv"]
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.wait_exit() == 143, run.output()
+
+
+def test_run_tcp_when_asked(runner: Runner) -> None:
+    runner.install_jupyter(runner.fakebin)
+    _check_tcp_then_stop(runner.start(Environment(), tcp=True))
+
+
+def test_run_tcp_when_jupyter_server_is_too_old_for_sockets(runner: Runner) -> None:
+    runner.install_jupyter(runner.fakebin, server_version="1.8.0")
+    run = runner.start(Environment())
+    _check_tcp_then_stop(run)
+    assert "cannot listen on a Unix socket" in run.output()
+
+
+@pytest.mark.parametrize("version", ["1.9.0", "1.13.5", "2.0.0", "10.1"])
+def test_run_socket_from_jupyter_server_1_9(runner: Runner, version: str) -> None:
+    runner.install_jupyter(runner.fakebin, server_version=version)
+    _check_running_then_stop(runner.start(Environment()))

@@ -301,7 +301,7 @@ def _info(url: str) -> SessionInfo:
         node="node1",
         local_port=8888,
         url=url,
-        remote_socket="/tmp/nt.abcdef/s",
+        remote="/tmp/nt.abcdef/s",
         session_dir="/home/alice/.nodetunnel/sessions/nt-test",
         time_left_s=3600,
     )
@@ -383,7 +383,7 @@ def test_session_info_to_json() -> None:
         "node",
         "local_port",
         "url",
-        "remote_socket",
+        "remote",
         "session_dir",
         "time_left_s",
     }

@@ -20,14 +20,19 @@ Word = str | ShellVar
 class App:
     """How to run one kind of web app on a node, listening privately.
 
-    ``launch`` is the app's argv; :class:`ShellVar` words are filled in by the
-    job script: ``NT_SOCK`` (the Unix socket path, in a 0700 directory) and
-    ``NT_TOKEN_FILE`` (a 0600 file holding the secret token).
+    ``launch`` is the app's argv on a Unix socket; :class:`ShellVar` words are
+    filled in by the job script: ``NT_SOCK`` (the socket path, in a 0700
+    directory) and ``NT_TOKEN_FILE`` (a 0600 file holding the secret token).
+    ``launch_tcp`` is the fallback on ``127.0.0.1:NT_PORT`` (a free port chosen
+    on the node), used with ``--tcp`` or where ``socket_check`` (a shell
+    condition) says the installed app cannot listen on a socket.
     """
 
     name: str
     program: str  # must be on PATH after environment activation
     launch: tuple[Word, ...]
+    launch_tcp: tuple[Word, ...]
+    socket_check: str = "true"
     env: tuple[tuple[str, ShellVar], ...] = ()  # exported before launch
     status_path: str = "/"  # probed through the tunnel (with the token) before announcing
     url_path: str = "/"  # what the browser opens
