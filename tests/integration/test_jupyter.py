@@ -327,3 +327,8 @@ def test_tcp_mode_for_sites_that_forbid_socket_forwarding(sandbox, laptop_nodetu
     assert cli.interrupt() == 130
     wait_no_jobs(sandbox)
     assert user_processes(ALICE) == []
+
+
+def test_missing_conda_is_reported(sandbox, laptop_nodetunnel):
+    res = as_user(ALICE, jupyter_argv(laptop_nodetunnel, "--conda-env", "myenv"), timeout_s=120)
+    _assert_clean_failure(sandbox, res, "conda is not on PATH")

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from nodetunnel import payload
 from nodetunnel.apps import APPS, JUPYTER
 from nodetunnel.errors import UsageError
 from nodetunnel.payload import (
@@ -683,3 +684,14 @@ def test_run_tcp_when_jupyter_server_is_too_old_for_sockets(runner: Runner) -> N
 def test_run_socket_from_jupyter_server_1_9(runner: Runner, version: str) -> None:
     runner.install_jupyter(runner.fakebin, server_version=version)
     _check_running_then_stop(runner.start(Environment()))
+
+
+def test_run_socket_path_too_long(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Node-local /tmp keeps it short; a deep directory would exceed sun_path.
+    deep = runner.home / ("d" * 100)
+    deep.mkdir()
+    monkeypatch.setattr(payload, "SOCKET_DIR_TEMPLATE", f"{deep}/nt.XXXXXX")
+    runner.install_jupyter(runner.fakebin)
+    run = runner.start(Environment())
+    assert run.wait_exit() == 1, run.output()
+    assert "too long for a Unix socket" in run.error()
