@@ -351,22 +351,130 @@ def _run_app(app_name: str, opts: dict[str, Any]) -> None:
     if opts["dry_run"]:
         click.echo(plan(req), nl=False)
         return
-    as_json = opts["as_json"]
-    with Session(req, progress=None if as_json else _progress) as session:
-        info = session.start()
-        if as_json:
-            _print_json(info.to_json())
-        else:
-            left = f", {info.time_left_s // 60} min left" if info.time_left_s else ""
-            stop = "the job keeps running (--keep)" if req.keep else "the job is cancelled"
-            click.echo(f"\n  {app_name} is ready: {info.url}\n")
-            click.echo(f"  job {info.job_id} on {info.node}{left}. Ctrl-C to stop; {stop}.")
-            sys.stdout.flush()
-        if not opts["no_browser"] and not as_json:
-            import webbrowser
+    from .state import SessionStore
 
-            webbrowser.open(session.browser_file().as_uri())
-        _progress(session.watch())
+    session = Session(req, progress=None if opts["as_json"] else _progress,
+                      store=SessionStore(), cluster=settings.cluster)  # fmt: skip
+    with session:
+        _serve(session, session.start(), as_json=opts["as_json"], browser=not opts["no_browser"])
+
+
+def _serve(session: Any, info: Any, *, as_json: bool, browser: bool) -> None:
+    """Announce a reachable session, open the browser, keep the tunnel up until the job ends."""
+    if as_json:
+        _print_json(info.to_json())
+    else:
+        left = f", {info.time_left_s // 60} min left" if info.time_left_s else ""
+        if session.req.keep:
+            stop = f"the job keeps running (nodetunnel attach {info.session_id} comes back)"
+        else:
+            stop = "the job is cancelled"
+        click.echo(f"\n  {session.req.app.name} is ready: {info.url}\n")
+        click.echo(f"  job {info.job_id} on {info.node}{left}. Ctrl-C to stop; {stop}.")
+        sys.stdout.flush()
+    if browser and not as_json:
+        import webbrowser
+
+        webbrowser.open(session.browser_file().as_uri())
+    _progress(session.watch())
+
+
+# -------------------------------------------------------------------- sessions
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the sessions as JSON (no tokens).")
+def list_sessions(as_json: bool) -> None:
+    """List your sessions, with their job state, node, time left and URL.
+
+    Asks SLURM once per cluster. Sessions whose job has ended are shown as
+    ENDED and forgotten (their leftovers on this machine are removed).
+
+    \b
+    Example:
+      nodetunnel jupyter --cluster swc --keep     # Ctrl-C later: the job keeps running
+      nodetunnel list
+      nodetunnel attach nt-1a2b3c4d
+    """
+    from .session import reconcile
+    from .state import SessionStore
+
+    rows = reconcile(SessionStore())
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        click.echo("no sessions  (start one with: nodetunnel jupyter --cluster NAME)")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="nodetunnel sessions", title_justify="left")
+    for col in ("id", "app", "cluster", "job", "state", "node", "time left", "tunnel", "url"):
+        table.add_column(col)
+    for r in rows:
+        left = r["time_left_s"]
+        table.add_row(
+            r["session_id"], r["app"], r["cluster"] or "", r["job_id"], r["state"], r["node"],
+            "" if left is None else f"{left // 60} min", r["tunnel"],
+            r["url"] if r["tunnel"] == "up" else "",
+        )  # fmt: skip
+    Console().print(table)
+
+
+@cli.command()
+@click.argument("session_id")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object once reachable.")
+def attach(session_id: str, no_browser: bool, as_json: bool) -> None:
+    """Re-open the tunnel of a running session and open it in the browser.
+
+    SESSION_ID is the id from 'nodetunnel list' (a unique prefix, or the job
+    id, will do). The same local port is used if it is free, so an open
+    browser tab works again. Ctrl-C closes the tunnel; the job keeps running
+    ('nodetunnel stop' ends it).
+    """
+    from .errors import UsageError
+    from .proc import ProcessRef
+    from .session import Session
+    from .state import SessionStore
+
+    store = SessionStore()
+    record = store.find(session_id)
+    if record.pid and record.pid_start and ProcessRef(record.pid, record.pid_start).alive():
+        raise UsageError(
+            f"session {record.session_id} is attached already (by process {record.pid})",
+            hint=f"its URL is in 'nodetunnel list'; 'nodetunnel stop {record.session_id}' ends it",
+        )
+    session = Session.resume(record, progress=None if as_json else _progress, store=store)
+    with session:
+        _serve(session, session.reattach(), as_json=as_json, browser=not no_browser)
+
+
+@cli.command()
+@click.argument("session_ids", nargs=-1)
+@click.option("--all", "stop_all", is_flag=True, help="Stop every session on this machine.")
+def stop(session_ids: tuple[str, ...], stop_all: bool) -> None:
+    """Stop sessions: cancel the job, close the tunnel, forget the session.
+
+    \b
+    Examples:
+      nodetunnel stop nt-1a2b3c4d
+      nodetunnel stop --all
+    """
+    from .errors import UsageError
+    from .session import stop_session
+    from .state import SessionStore
+
+    store = SessionStore()
+    if stop_all == bool(session_ids):
+        raise UsageError(
+            "give session ids or --all (not both, not neither)",
+            hint="see 'nodetunnel list' for the ids",
+        )
+    records = store.all() if stop_all else [store.find(key) for key in session_ids]
+    for record in records:
+        _progress(stop_session(store, record))
+    if not records:
+        click.echo("no sessions to stop")
 
 
 # ---------------------------------------------------------------------- config
@@ -527,8 +635,16 @@ def _fail(code: int, message: str, hint: str | None = None) -> NoReturn:
     sys.exit(int(code))
 
 
+def _terminate(signum: int, _frame: Any) -> None:
+    # SIGTERM (e.g. from 'nodetunnel stop') cleans up like Ctrl-C does.
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the ``nodetunnel`` command."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         rv = cli.main(
             args=list(argv) if argv is not None else None,

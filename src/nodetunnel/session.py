@@ -20,7 +20,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -39,6 +39,7 @@ from .ssh import (
     private_runtime_dir,
     render_config,
 )
+from .state import SessionRecord, SessionStore
 
 Progress = Callable[[str], None]
 DEFAULT_PORT = 8888
@@ -169,11 +170,119 @@ def plan(req: LaunchRequest) -> str:
     )
 
 
+def write_ssh_configs(
+    local_dir: Path, settings: SshSettings, extra_includes: Sequence[str]
+) -> None:
+    """A fresh private directory with the session's ssh config and its no-sharing twin."""
+    check_control_dir(local_dir)
+    shutil.rmtree(local_dir, ignore_errors=True)  # left by a process killed hard
+    local_dir.mkdir(mode=0o700)
+    includes = default_includes(extra_includes)
+    diagnose = dataclasses.replace(settings, multiplex=False, batch_mode=True)
+    for name, how in (("ssh_config", settings), ("ssh_config.diagnose", diagnose)):
+        fd = os.open(local_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(render_config(control_dir=local_dir, settings=how, includes=includes))
+
+
+def open_ssh(local_dir: Path, jump: Sequence[str], user: str | None) -> OpenSSH:
+    return OpenSSH(
+        jump,
+        config_path=local_dir / "ssh_config",
+        user=user,
+        diagnose_config_path=local_dir / "ssh_config.diagnose",
+    )
+
+
+@contextlib.contextmanager
+def cluster_link(
+    jump: Sequence[str], user: str | None, ssh_includes: Sequence[str] = ()
+) -> Iterator[OpenSSH]:
+    """A short-lived connection to a cluster's submit host (for list and stop)."""
+    local_dir = private_runtime_dir() / ("q-" + secrets.token_hex(4))
+    write_ssh_configs(local_dir, SshSettings(), ssh_includes)
+    ssh = open_ssh(local_dir, jump, user)
+    try:
+        yield ssh
+    finally:
+        ssh.close()
+        shutil.rmtree(local_dir, ignore_errors=True)
+
+
+def _alive(pid: int | None, start: int | None) -> bool:
+    return bool(pid and start and ProcessRef(pid, start).alive())
+
+
+def reconcile(store: SessionStore) -> list[dict[str, Any]]:
+    """Every stored session with its job's state: one SLURM query per cluster.
+
+    Sessions whose job has ended are reported as ENDED and forgotten, and a
+    tunnel left running for them is ended.
+    """
+    groups: dict[tuple[tuple[str, ...], str | None, tuple[str, ...]], list[SessionRecord]] = {}
+    for record in store.all():
+        key = (tuple(record.jump), record.user, tuple(record.ssh_includes))
+        groups.setdefault(key, []).append(record)
+    rows: list[dict[str, Any]] = []
+    for (jump, user, includes), records in groups.items():
+        statuses: dict[str, JobStatus] = {}
+        problem = ""
+        try:
+            with cluster_link(jump, user, includes) as ssh:
+                statuses = Slurm(ssh).status([r.job_id for r in records])
+        except NodetunnelError as exc:
+            problem = exc.message
+        for record in records:
+            status = statuses.get(record.job_id)
+            tunnel_up = _alive(record.tunnel_pid, record.tunnel_start)
+            state = status.state.value if status else "UNKNOWN"
+            if status is not None and status.state.finished:
+                state = "ENDED"
+                if tunnel_up and record.tunnel_pid and record.tunnel_start:
+                    with contextlib.suppress(NodetunnelError):
+                        ProcessRef(record.tunnel_pid, record.tunnel_start).stop(timeout_s=3)
+                store.remove(record.session_id)
+                tunnel_up = False
+            row = record.public()
+            row.update(
+                state=state,
+                time_left_s=status.time_left_s if status else None,
+                tunnel="up" if tunnel_up else "down",
+                attached=_alive(record.pid, record.pid_start),
+                problem=problem,
+            )
+            rows.append(row)
+    return rows
+
+
+def stop_session(store: SessionStore, record: SessionRecord) -> str:
+    """End a session from anywhere: its keeper process, its tunnel, its job, its record."""
+    for pid, start in ((record.pid, record.pid_start), (record.tunnel_pid, record.tunnel_start)):
+        if pid and start:
+            ProcessRef(pid, start).stop(timeout_s=10)  # the keeper cleans up as on Ctrl-C
+    with cluster_link(record.jump, record.user, record.ssh_includes) as ssh:
+        Slurm(ssh).cancel(record.job_id)
+        if record.session_dir:
+            ssh.run(["rm", "-rf", "--", record.session_dir], check=False, timeout_s=30)
+    store.remove(record.session_id)
+    return f"stopped {record.session_id} (job {record.job_id} cancelled)"
+
+
 class Session:
     """An app in a SLURM job on a compute node, forwarded to 127.0.0.1 on this machine."""
 
-    def __init__(self, req: LaunchRequest, *, progress: Progress | None = None) -> None:
-        self.session_id = "nt-" + secrets.token_hex(4)
+    def __init__(
+        self,
+        req: LaunchRequest,
+        *,
+        progress: Progress | None = None,
+        store: SessionStore | None = None,
+        cluster: str | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        self.session_id = session_id or "nt-" + secrets.token_hex(4)
+        self.store = store
+        self.cluster = cluster
         self.job_name = job_name_for(req.app, self.session_id)
         self.req = dataclasses.replace(
             req, job=dataclasses.replace(req.job, job_name=self.job_name)
@@ -181,14 +290,7 @@ class Session:
         self._say = progress or (lambda _m: None)
         self.token = secrets.token_urlsafe(32)
         self._local_dir = private_runtime_dir() / self.session_id
-        self._ssh_config = self._local_dir / "ssh_config"
-        self._diagnose_config = self._local_dir / "ssh_config.diagnose"
-        self.ssh = OpenSSH(
-            req.jump,
-            config_path=self._ssh_config,
-            user=req.user,
-            diagnose_config_path=self._diagnose_config,
-        )
+        self.ssh = open_ssh(self._local_dir, req.jump, req.user)
         self.slurm = Slurm(self.ssh)
         self._connected = False
         self._submitted = False  # sbatch was started (its answer may be lost)
@@ -197,6 +299,7 @@ class Session:
         self.info: SessionInfo | None = None
         self.session_dir = ""
         self.reconnects = 0
+        self._record: SessionRecord | None = None
 
     # ----------------------------------------------------------- lifecycle
     def __enter__(self) -> Session:
@@ -215,21 +318,40 @@ class Session:
                 raise
             self._say(f"clean-up problem: {cleanup.message}")
 
+    @classmethod
+    def resume(
+        cls, record: SessionRecord, *, progress: Progress | None = None, store: SessionStore
+    ) -> Session:
+        """A session for an existing job (from its record), to re-open its tunnel."""
+        from .apps import APPS
+
+        req = LaunchRequest(
+            app=APPS[record.app],
+            jump=tuple(record.jump),
+            job=JobRequest(),
+            user=record.user,
+            ssh_includes=tuple(record.ssh_includes),
+            local_port=record.local_port or None,
+            keep=True,  # re-attaching never cancels the job; 'nodetunnel stop' does
+        )
+        session = cls(req, progress=progress, store=store, cluster=record.cluster,
+                      session_id=record.session_id)  # fmt: skip
+        session.token = record.token
+        session.job_id = record.job_id
+        session.session_dir = record.session_dir
+        session._record = record
+        return session
+
+    def _connect(self) -> None:
+        """Write this session's ssh configs; the first command then authenticates each hop."""
+        write_ssh_configs(self._local_dir, self.req.ssh, self.req.ssh_includes)
+        self._connected = True
+
     def start(self) -> SessionInfo:
         req = self.req
         if req.local_port is not None:
             choose_local_port(req.local_port)  # a taken --port fails before anything is submitted
-        check_control_dir(self._local_dir)
-        self._local_dir.mkdir(mode=0o700)
-        includes = default_includes(req.ssh_includes)
-        diagnose = dataclasses.replace(req.ssh, multiplex=False, batch_mode=True)
-        for path, settings in ((self._ssh_config, req.ssh),
-                               (self._diagnose_config, diagnose)):  # fmt: skip
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(render_config(control_dir=self._local_dir, settings=settings,
-                                      includes=includes))  # fmt: skip
-        self._connected = True
+        self._connect()
         self._say(f"connecting to {' -> '.join(req.jump)}")
         session_dir, remote_user = self._prepare_remote()
         self.session_dir = session_dir
@@ -274,7 +396,86 @@ class Session:
             session_dir=session_dir,
             time_left_s=status.time_left_s,
         )
+        self._save_record(status)
         return self.info
+
+    def reattach(self) -> SessionInfo:
+        """Re-open the tunnel of a running job from its record (same port if it is free)."""
+        record = self._record
+        if record is None or self.job_id is None:
+            raise RuntimeError("reattach() needs a session made by Session.resume()")
+        job_id = self.job_id
+        self._connect()
+        self._say(f"connecting to {' -> '.join(self.req.jump)}")
+        status = self.slurm.status_of(job_id)
+        if status.state != JobState.RUNNING:
+            if status.state.finished and self.store is not None:
+                self.store.remove(self.session_id)
+            raise JobFailed(
+                job_id,
+                status.state.value,
+                message=f"session {self.session_id} cannot be attached: job {job_id} is "
+                f"{status.state.value}",
+                hint="see 'nodetunnel list' for the sessions that are still running",
+            )
+        # Site policy: only the node SLURM gave this job.
+        if record.node not in status.nodes:
+            raise JobFailed(
+                job_id,
+                status.state.value,
+                message=f"job {job_id} no longer runs on {record.node} ({list(status.nodes)})",
+                hint="stop the session with 'nodetunnel stop' and start a new one",
+            )
+        port = record.local_port if record.local_port and port_is_free(record.local_port) else 0
+        port = port or choose_local_port(None)
+        self._say(f"job {job_id} is running on {record.node}; opening the tunnel on port {port}")
+        self._open_tunnel(record.node, port, record.remote)
+        self.info = SessionInfo(
+            session_id=self.session_id,
+            job_id=job_id,
+            node=record.node,
+            local_port=port,
+            url=f"http://127.0.0.1:{port}{self.req.app.url_path}?token={self.token}",
+            remote=record.remote,
+            session_dir=record.session_dir,
+            time_left_s=status.time_left_s,
+        )
+        self._save_record(status)
+        return self.info
+
+    def _save_record(self, status: JobStatus) -> None:
+        info = self.info
+        if self.store is None or info is None:
+            return
+        me = ProcessRef.of(os.getpid())
+        tunnel = self.tunnel
+        record = SessionRecord(
+            session_id=self.session_id,
+            app=self.req.app.name,
+            job_id=info.job_id,
+            jump=list(self.req.jump),
+            cluster=self.cluster,
+            user=self.req.user,
+            ssh_includes=list(self.req.ssh_includes),
+            node=info.node,
+            remote=info.remote,
+            local_port=info.local_port,
+            url=info.url,
+            token=self.token,
+            session_dir=info.session_dir,
+            url_path=self.req.app.url_path,
+            status_path=self.req.app.status_path,
+            created=self._record.created if self._record else time.time(),
+            walltime_end=time.time() + status.time_left_s if status.time_left_s else None,
+            keep=self.req.keep,
+            pid=me.pid if me else None,
+            pid_start=me.start_ticks if me else None,
+            tunnel_pid=tunnel.pid if tunnel else None,
+            tunnel_start=tunnel.start_ticks if tunnel else None,
+            reconnects=self.reconnects,
+        )
+        self._record = record
+        self.store.save(record)
 
     def close(self) -> None:
         """Tear down in reverse order; every step runs even if an earlier one fails."""
@@ -302,6 +503,16 @@ class Session:
             if self._connected:
                 self.ssh.close()
             shutil.rmtree(self._local_dir, ignore_errors=True)
+            if self.store is not None and self._record is not None:
+                try:
+                    if self.req.keep:  # the job runs on, detached: 'nodetunnel attach' resumes it
+                        self.store.save(dataclasses.replace(
+                            self._record, pid=None, pid_start=None, tunnel_pid=None,
+                            tunnel_start=None))  # fmt: skip
+                    else:
+                        self.store.remove(self.session_id)
+                except (NodetunnelError, OSError) as exc:
+                    problems.append(f"the session record: {exc}")
         if problems:
             raise NodetunnelError(
                 "clean-up incomplete: " + "; ".join(problems),
@@ -487,3 +698,13 @@ class Session:
         )
         self.reconnects += 1
         self._say(f"tunnel back after {time.monotonic() - started:.1f} s")
+        tunnel = self._live_tunnel()  # set again by attempt()
+        if self.store is not None and self._record is not None and tunnel is not None:
+            self._record = dataclasses.replace(
+                self._record, tunnel_pid=tunnel.pid, tunnel_start=tunnel.start_ticks,
+                reconnects=self.reconnects,
+            )  # fmt: skip
+            self.store.save(self._record)
+
+    def _live_tunnel(self) -> ProcessRef | None:
+        return self.tunnel
