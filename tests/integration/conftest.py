@@ -75,6 +75,9 @@ def sandbox(_sandbox_session: Sandbox) -> Iterator[Sandbox]:
         sb.run_in("gateway", ["scancel", "--user", ALICE])
         sb.run_in("gateway", ["scancel", "--user", BOB])
         wait_until(lambda: not squeue(sb), timeout_s=30, what="the test's jobs to end")
+        for user in (ALICE, BOB):  # and their laptop-side session records
+            shutil.rmtree(sb.paths.user_home(user) / ".local" / "state" / "nodetunnel",
+                          ignore_errors=True)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -102,11 +102,7 @@ def test_jupyter_end_to_end_and_clean_exit(sandbox, laptop_nodetunnel):
 
 def test_keep_leaves_the_job_running(sandbox, laptop_nodetunnel):
     cli = Cli(ALICE, jupyter_argv(laptop_nodetunnel, "--keep"))
-    try:
-        info = cli.read_json()
-    except BaseException:
-        cli.stop()
-        raise
+    info = cli.read_json()  # stops the CLI itself if no JSON comes
     assert cli.interrupt() == 130
     jobs = squeue(sandbox)
     assert len(jobs) == 1
@@ -215,34 +211,26 @@ def _kill_job_when(sandbox, state: str) -> None:
     sandbox.run_in("gateway", ["scancel", job])
 
 
-def test_job_killed_while_pending_is_reported(sandbox, laptop_nodetunnel):
-    cli = Cli(ALICE, jupyter_argv(laptop_nodetunnel, "--sbatch-arg=--begin=now+60"))
+@pytest.mark.parametrize(
+    ("state", "extra", "expected"),
+    [
+        # --begin keeps the job PENDING (reason BeginTime).
+        ("PENDING", "--sbatch-arg=--begin=now+60", "CANCELLED"),
+        # RUNNING but busy in --setup, before the app listens.
+        ("RUNNING", "--setup=sleep 60", "failed before the app was ready"),
+    ],
+)
+def test_job_killed_from_elsewhere_is_reported(sandbox, laptop_nodetunnel, state, extra, expected):
+    cli = Cli(ALICE, jupyter_argv(laptop_nodetunnel, extra))
     try:
-        _kill_job_when(sandbox, "PENDING")
+        _kill_job_when(sandbox, state)
         code = cli.proc.wait(timeout=60)
         err = cli.stderr()
     except BaseException:
         cli.stop()
         raise
     assert code == ExitCode.SCHEDULER, err
-    assert "CANCELLED" in err
-    assert "Traceback" not in err
-    wait_no_jobs(sandbox)
-    assert user_processes(ALICE) == []
-
-
-def test_job_killed_while_starting_is_reported(sandbox, laptop_nodetunnel):
-    # The job is RUNNING but busy in --setup, before the app listens.
-    cli = Cli(ALICE, jupyter_argv(laptop_nodetunnel, "--setup", "sleep 60"))
-    try:
-        _kill_job_when(sandbox, "RUNNING")
-        code = cli.proc.wait(timeout=60)
-        err = cli.stderr()
-    except BaseException:
-        cli.stop()
-        raise
-    assert code == ExitCode.SCHEDULER, err
-    assert "failed before the app was ready" in err
+    assert expected in err
     assert "Traceback" not in err
     wait_no_jobs(sandbox)
     assert user_processes(ALICE) == []
