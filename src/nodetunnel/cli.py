@@ -286,6 +286,12 @@ def _resource_options(f: Any) -> Any:
             help="Leave the job running when nodetunnel exits (default: cancel it).",
         ),
         click.option(
+            "--detach",
+            is_flag=True,
+            help="Return once the URL works; a background process keeps the tunnel up until the "
+            "job ends (see 'nodetunnel list', end it with 'nodetunnel stop').",
+        ),
+        click.option(
             "--dry-run",
             is_flag=True,
             help="Print the batch script and the ssh commands; run nothing.",
@@ -356,26 +362,56 @@ def _run_app(app_name: str, opts: dict[str, Any]) -> None:
     session = Session(req, progress=None if opts["as_json"] else _progress,
                       store=SessionStore(), cluster=settings.cluster)  # fmt: skip
     with session:
-        _serve(session, session.start(), as_json=opts["as_json"], browser=not opts["no_browser"])
+        _serve(session, session.start(), as_json=opts["as_json"], browser=not opts["no_browser"],
+               detach=opts["detach"])  # fmt: skip
 
 
-def _serve(session: Any, info: Any, *, as_json: bool, browser: bool) -> None:
+def _to_background(log_path: Path) -> None:
+    """Fork: the parent exits at once (its caller gets the prompt back), the child goes on.
+
+    The child keeps this process's connections and tunnel (so no new login),
+    in a new session with no terminal, its output appended to ``log_path``.
+    """
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork() > 0:
+        os._exit(ExitCode.OK)  # the parent must not run the session's clean-up
+    os.setsid()
+    out = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    os.close(null)
+
+
+def _serve(session: Any, info: Any, *, as_json: bool, browser: bool, detach: bool = False) -> None:
     """Announce a reachable session, open the browser, keep the tunnel up until the job ends."""
     if as_json:
         _print_json(info.to_json())
     else:
         left = f", {info.time_left_s // 60} min left" if info.time_left_s else ""
-        if session.req.keep:
-            stop = f"the job keeps running (nodetunnel attach {info.session_id} comes back)"
-        else:
-            stop = "the job is cancelled"
         click.echo(f"\n  {session.req.app.name} is ready: {info.url}\n")
-        click.echo(f"  job {info.job_id} on {info.node}{left}. Ctrl-C to stop; {stop}.")
+        if detach:
+            click.echo(f"  job {info.job_id} on {info.node}{left}. Runs in the background: "
+                       f"nodetunnel list; nodetunnel stop {info.session_id}")  # fmt: skip
+        else:
+            if session.req.keep:
+                stop = f"the job keeps running (nodetunnel attach {info.session_id} comes back)"
+            else:
+                stop = "the job is cancelled"
+            click.echo(f"  job {info.job_id} on {info.node}{left}. Ctrl-C to stop; {stop}.")
         sys.stdout.flush()
     if browser and not as_json:
         import webbrowser
 
         webbrowser.open(session.browser_file().as_uri())
+    if detach:
+        _to_background(session.log_path())
+        session.now_in_background()
     _progress(session.watch())
 
 

@@ -299,6 +299,7 @@ class Session:
         self.info: SessionInfo | None = None
         self.session_dir = ""
         self.reconnects = 0
+        self.reconnect_timeout_s = RECONNECT_TIMEOUT_S
         self._record: SessionRecord | None = None
 
     # ----------------------------------------------------------- lifecycle
@@ -442,6 +443,24 @@ class Session:
         )
         self._save_record(status)
         return self.info
+
+    def log_path(self) -> Path:
+        """Where a background (detached) session writes its progress."""
+        return (self.store.root if self.store else self._local_dir) / f"{self.session_id}.log"
+
+    def now_in_background(self) -> None:
+        """After a fork: record this process as the session's keeper."""
+        if self.store is None or self._record is None:
+            return
+        me = ProcessRef.of(os.getpid())
+        self._record = dataclasses.replace(
+            self._record, pid=me.pid if me else None, pid_start=me.start_ticks if me else None
+        )
+        self.store.save(self._record)
+        # Nobody watches a background session: it reconnects for as long as the job may run.
+        left = self.info.time_left_s if self.info and self.info.time_left_s else None
+        self.reconnect_timeout_s = max(RECONNECT_TIMEOUT_S, left or 7 * 24 * 3600)
+        self._say(f"session {self.session_id}: keeping the tunnel up in the background")
 
     def _save_record(self, status: JobStatus) -> None:
         info = self.info
@@ -689,7 +708,7 @@ class Session:
 
         wait_until(
             attempt,
-            timeout_s=RECONNECT_TIMEOUT_S,
+            timeout_s=self.reconnect_timeout_s,
             what="the tunnel to come back",
             interval_s=1.0,
             max_interval_s=15.0,

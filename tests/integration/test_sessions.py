@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
+
+from nodetunnel.proc import NotReady, wait_until
 
 from .helpers import ALICE, Cli, as_user, jupyter_argv, squeue, user_processes
 from .test_jupyter import http_status, wait_no_jobs
@@ -78,3 +83,39 @@ def test_list_forgets_sessions_whose_job_ended(sandbox, laptop_nodetunnel):
     (row,) = _list(base)
     assert row["state"] == "ENDED"
     assert _list(base) == []
+
+
+def test_detach_keeps_the_tunnel_up_and_heals_it(sandbox, laptop_nodetunnel):
+    base = laptop_nodetunnel
+    res = as_user(ALICE, jupyter_argv(base, "--detach"), timeout_s=120)
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    port = int(info["local_port"])
+    token = str(info["url"]).split("token=", 1)[1]
+    # The command has returned; the background process keeps the tunnel.
+    assert http_status(port, "/api/status", token) == 200
+    (row,) = _list(base)
+    assert row["attached"] is True
+    assert row["tunnel"] == "up"
+    # Kill the tunnel's ssh (by its PID): it comes back on the same port.
+    record = json.loads(
+        (sandbox.paths.user_home(ALICE) / ".local/state/nodetunnel/sessions"
+         / f"{info['session_id']}.json").read_text()
+    )  # fmt: skip
+    os.kill(record["tunnel_pid"], signal.SIGKILL)
+    killed = time.monotonic()
+
+    def back() -> bool:
+        try:
+            return http_status(port, "/api/status", token) == 200
+        except OSError as exc:
+            raise NotReady(str(exc)) from exc
+
+    wait_until(back, timeout_s=30, what="the tunnel to come back")
+    print(f"tunnel back {time.monotonic() - killed:.2f} s after its ssh was killed")
+    # Stop from another terminal: the background process, the tunnel and the job end.
+    res = _nodetunnel(base, "stop", "--all")
+    assert res.returncode == 0, res.stderr
+    wait_no_jobs(sandbox)
+    assert _list(base) == []
+    assert user_processes(ALICE) == []
