@@ -366,26 +366,29 @@ def _run_app(app_name: str, opts: dict[str, Any]) -> None:
                detach=opts["detach"])  # fmt: skip
 
 
-def _to_background(log_path: Path) -> None:
-    """Fork: the parent exits at once (its caller gets the prompt back), the child goes on.
+def _to_background(session: Any) -> None:
+    """Fork: the parent records the child as the session's keeper and exits; the child goes on.
 
     The child keeps this process's connections and tunnel (so no new login),
-    in a new session with no terminal, its output appended to ``log_path``.
+    in a new session with no terminal, its output appended to the session log.
     """
     import os
 
     sys.stdout.flush()
     sys.stderr.flush()
-    if os.fork() > 0:
+    child = os.fork()
+    if child > 0:
+        session.hand_over_to(child)  # recorded before the caller gets the prompt back
         os._exit(ExitCode.OK)  # the parent must not run the session's clean-up
     os.setsid()
-    out = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    out = os.open(session.log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(out, 1)
     os.dup2(out, 2)
     os.close(out)
     os.close(null)
+    session.now_in_background()
 
 
 def _serve(session: Any, info: Any, *, as_json: bool, browser: bool, detach: bool = False) -> None:
@@ -410,8 +413,7 @@ def _serve(session: Any, info: Any, *, as_json: bool, browser: bool, detach: boo
 
         webbrowser.open(session.browser_file().as_uri())
     if detach:
-        _to_background(session.log_path())
-        session.now_in_background()
+        _to_background(session)
     _progress(session.watch())
 
 
@@ -470,7 +472,7 @@ def attach(session_id: str, no_browser: bool, as_json: bool) -> None:
     """
     from .errors import UsageError
     from .proc import ProcessRef
-    from .session import Session
+    from .session import Session, end_orphan_tunnel
     from .state import SessionStore
 
     store = SessionStore()
@@ -480,9 +482,61 @@ def attach(session_id: str, no_browser: bool, as_json: bool) -> None:
             f"session {record.session_id} is attached already (by process {record.pid})",
             hint=f"its URL is in 'nodetunnel list'; 'nodetunnel stop {record.session_id}' ends it",
         )
+    if end_orphan_tunnel(record):  # its keeper was killed: the port is needed again
+        _progress(f"ended the tunnel left by a stopped nodetunnel (PID {record.tunnel_pid})")
     session = Session.resume(record, progress=None if as_json else _progress, store=store)
     with session:
         _serve(session, session.reattach(), as_json=as_json, browser=not no_browser)
+
+
+@cli.command("open")
+@click.argument("session_id")
+def open_session(session_id: str) -> None:
+    """Open a session's URL (with its token) in the browser.
+
+    The tunnel must be up (see 'nodetunnel list'); 'nodetunnel attach' brings it back.
+    """
+    import webbrowser
+
+    from .errors import UsageError
+    from .session import process_alive, redirect_page
+    from .state import SessionStore
+
+    store = SessionStore()
+    record = store.find(session_id)
+    if not process_alive(record.tunnel_pid, record.tunnel_start):
+        raise UsageError(
+            f"session {record.session_id} has no tunnel on this machine now",
+            hint=f"run 'nodetunnel attach {record.session_id}' to bring it back",
+        )
+    page = redirect_page(store.root / f"{record.session_id}.open.html", record.url, record.app)
+    webbrowser.open(page.as_uri())
+    click.echo(record.url.split("?", 1)[0])
+
+
+@cli.command()
+@click.argument("session_id")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
+@click.option("-n", "--lines", type=click.IntRange(1), default=100, show_default=True,
+              help="How many lines from the end to show.")  # fmt: skip
+def logs(session_id: str, follow: bool, lines: int) -> None:
+    """Show the job log of a session (read from the cluster).
+
+    \b
+    Example:
+      nodetunnel logs nt-1a2b3c4d -f
+    """
+    from .proc import run_attached
+    from .session import cluster_link, job_log_argv
+    from .state import SessionStore
+
+    record = SessionStore().find(session_id)
+    with cluster_link(record.jump, record.user, record.ssh_includes) as ssh:
+        argv = ssh.command_argv(ssh.submit_host, ssh.jump[:-1],
+                                job_log_argv(record, follow=follow, lines=lines))  # fmt: skip
+        code = run_attached(argv)
+    if code != 0:
+        raise SystemExit(code)
 
 
 @cli.command()

@@ -98,6 +98,20 @@ def run(
     return done
 
 
+def run_attached(argv: Sequence[str]) -> int:
+    """Run ``argv`` with this terminal's stdin/stdout/stderr; return its exit code.
+
+    Only for commands the user watches and ends (``logs -f``): no deadline here,
+    Ctrl-C ends both.
+    """
+    argv = [os.fspath(a) for a in argv]
+    log.debug("run (attached): %s", shlex.join(argv))
+    try:
+        return subprocess.run(argv, check=False).returncode
+    except FileNotFoundError as exc:
+        raise CommandNotFound(argv) from exc
+
+
 def spawn(
     argv: Sequence[str],
     *,

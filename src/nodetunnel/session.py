@@ -35,6 +35,7 @@ from .ssh import (
     OpenSSH,
     SshSettings,
     check_control_dir,
+    close_masters,
     default_includes,
     private_runtime_dir,
     render_config,
@@ -170,12 +171,25 @@ def plan(req: LaunchRequest) -> str:
     )
 
 
+def redirect_page(path: Path, url: str, title: str) -> Path:
+    """Write a 0600 page at ``path`` that sends the browser to ``url`` (token stays out of argv)."""
+    href = html.escape(url, quote=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(
+            f'<!DOCTYPE html><meta http-equiv="refresh" content="0; url={href}">'
+            f'<a href="{href}">Open {html.escape(title)}</a>\n'
+        )
+    return path
+
+
 def write_ssh_configs(
     local_dir: Path, settings: SshSettings, extra_includes: Sequence[str]
 ) -> None:
     """A fresh private directory with the session's ssh config and its no-sharing twin."""
     check_control_dir(local_dir)
-    shutil.rmtree(local_dir, ignore_errors=True)  # left by a process killed hard
+    close_masters(local_dir)  # left, with the directory, by a process killed hard
+    shutil.rmtree(local_dir, ignore_errors=True)
     local_dir.mkdir(mode=0o700)
     includes = default_includes(extra_includes)
     diagnose = dataclasses.replace(settings, multiplex=False, batch_mode=True)
@@ -209,7 +223,7 @@ def cluster_link(
         shutil.rmtree(local_dir, ignore_errors=True)
 
 
-def _alive(pid: int | None, start: int | None) -> bool:
+def process_alive(pid: int | None, start: int | None) -> bool:
     return bool(pid and start and ProcessRef(pid, start).alive())
 
 
@@ -234,13 +248,17 @@ def reconcile(store: SessionStore) -> list[dict[str, Any]]:
             problem = exc.message
         for record in records:
             status = statuses.get(record.job_id)
-            tunnel_up = _alive(record.tunnel_pid, record.tunnel_start)
+            tunnel_up = process_alive(record.tunnel_pid, record.tunnel_start)
             state = status.state.value if status else "UNKNOWN"
             if status is not None and status.state.finished:
                 state = "ENDED"
                 if tunnel_up and record.tunnel_pid and record.tunnel_start:
                     with contextlib.suppress(NodetunnelError):
                         ProcessRef(record.tunnel_pid, record.tunnel_start).stop(timeout_s=3)
+                if not process_alive(record.pid, record.pid_start):
+                    local_dir = private_runtime_dir() / record.session_id
+                    close_masters(local_dir)
+                    shutil.rmtree(local_dir, ignore_errors=True)
                 store.remove(record.session_id)
                 tunnel_up = False
             row = record.public()
@@ -248,11 +266,27 @@ def reconcile(store: SessionStore) -> list[dict[str, Any]]:
                 state=state,
                 time_left_s=status.time_left_s if status else None,
                 tunnel="up" if tunnel_up else "down",
-                attached=_alive(record.pid, record.pid_start),
+                attached=process_alive(record.pid, record.pid_start),
                 problem=problem,
             )
             rows.append(row)
     return rows
+
+
+def job_log_argv(record: SessionRecord, *, follow: bool, lines: int = 100) -> list[str]:
+    """The command (for the submit host) that shows the end of a session's job log."""
+    return ["tail", "-n", str(lines), *(["-F"] if follow else []), f"{record.session_dir}/job.log"]
+
+
+def end_orphan_tunnel(record: SessionRecord) -> bool:
+    """End a tunnel left by a keeper that died (e.g. kill -9); True if there was one."""
+    if process_alive(record.pid, record.pid_start) or not process_alive(
+        record.tunnel_pid, record.tunnel_start
+    ):
+        return False
+    if record.tunnel_pid and record.tunnel_start:
+        ProcessRef(record.tunnel_pid, record.tunnel_start).stop(timeout_s=5)
+    return True
 
 
 def stop_session(store: SessionStore, record: SessionRecord) -> str:
@@ -260,6 +294,9 @@ def stop_session(store: SessionStore, record: SessionRecord) -> str:
     for pid, start in ((record.pid, record.pid_start), (record.tunnel_pid, record.tunnel_start)):
         if pid and start:
             ProcessRef(pid, start).stop(timeout_s=10)  # the keeper cleans up as on Ctrl-C
+    local_dir = private_runtime_dir() / record.session_id
+    close_masters(local_dir)  # if its keeper was killed hard
+    shutil.rmtree(local_dir, ignore_errors=True)
     with cluster_link(record.jump, record.user, record.ssh_includes) as ssh:
         Slurm(ssh).cancel(record.job_id)
         if record.session_dir:
@@ -448,16 +485,19 @@ class Session:
         """Where a background (detached) session writes its progress."""
         return (self.store.root if self.store else self._local_dir) / f"{self.session_id}.log"
 
-    def now_in_background(self) -> None:
-        """After a fork: record this process as the session's keeper."""
-        if self.store is None or self._record is None:
+    def hand_over_to(self, pid: int) -> None:
+        """Record process ``pid`` (a forked child) as the one keeping this session."""
+        child = ProcessRef.of(pid)
+        if self.store is None or self._record is None or child is None:
             return
-        me = ProcessRef.of(os.getpid())
-        self._record = dataclasses.replace(
-            self._record, pid=me.pid if me else None, pid_start=me.start_ticks if me else None
-        )
+        self._record = dataclasses.replace(self._record, pid=child.pid, pid_start=child.start_ticks)
         self.store.save(self._record)
-        # Nobody watches a background session: it reconnects for as long as the job may run.
+
+    def now_in_background(self) -> None:
+        """In the forked child: nobody watches now, so reconnect for as long as the job may run."""
+        me = ProcessRef.of(os.getpid())
+        if self._record is not None and me is not None:  # as the parent recorded it
+            self._record = dataclasses.replace(self._record, pid=me.pid, pid_start=me.start_ticks)
         left = self.info.time_left_s if self.info and self.info.time_left_s else None
         self.reconnect_timeout_s = max(RECONNECT_TIMEOUT_S, left or 7 * 24 * 3600)
         self._say(f"session {self.session_id}: keeping the tunnel up in the background")
@@ -542,15 +582,7 @@ class Session:
         """A 0600 page that redirects to the URL: opening it keeps the token out of argv."""
         if self.info is None:
             raise RuntimeError("browser_file() needs a started session")
-        url = html.escape(self.info.url, quote=True)
-        page = self._local_dir / "open.html"
-        fd = os.open(page, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(
-                f'<!DOCTYPE html><meta http-equiv="refresh" content="0; url={url}">'
-                f'<a href="{url}">Open {html.escape(self.req.app.name)}</a>\n'
-            )
-        return page
+        return redirect_page(self._local_dir / "open.html", self.info.url, self.req.app.name)
 
     # ------------------------------------------------------------- steps
     def _prepare_remote(self) -> tuple[str, str]:

@@ -13,6 +13,7 @@ Host-key checking is never weakened here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -255,6 +256,21 @@ _KNOWN_FAILURE = re.compile(
     r"Permission denied|Too many authentication failures|Host key verification failed|"
     r"REMOTE HOST IDENTIFICATION HAS CHANGED|Could not resolve hostname|Name or service not known"
 )
+
+
+def close_masters(control_dir: Path, ssh_binary: str = SSH) -> None:
+    """Ask every shared-connection master with a socket in ``control_dir`` to exit.
+
+    For connections left by a nodetunnel process that was killed hard (their
+    ControlPersist would keep them for minutes).
+    """
+    if not control_dir.is_dir():
+        return
+    for sock in control_dir.iterdir():
+        if sock.is_socket():
+            argv = [ssh_binary, "-F", "/dev/null", "-o", f"ControlPath={sock}", "-O", "exit", "x"]
+            with contextlib.suppress(NodetunnelError):
+                run(argv, timeout_s=10, check=False)
 
 
 def translate_ssh_failure(argv: Sequence[str], done: Completed, jump: Sequence[str]) -> SshError:

@@ -119,3 +119,57 @@ def test_detach_keeps_the_tunnel_up_and_heals_it(sandbox, laptop_nodetunnel):
     wait_no_jobs(sandbox)
     assert _list(base) == []
     assert user_processes(ALICE) == []
+
+
+def _record_of(sandbox, session_id: str) -> dict[str, object]:
+    path = (
+        sandbox.paths.user_home(ALICE) / ".local/state/nodetunnel/sessions" / f"{session_id}.json"
+    )
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def test_keeper_killed_hard_then_attach_recovers(sandbox, laptop_nodetunnel):
+    base = laptop_nodetunnel
+    res = as_user(ALICE, jupyter_argv(base, "--detach"), timeout_s=120)
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    session_id = str(info["session_id"])
+    # The forked background process records itself as the keeper right after the fork.
+    wait_until(lambda: _list(base)[0]["attached"], timeout_s=10, what="the background keeper")
+    keeper = int(_record_of(sandbox, session_id)["pid"])  # type: ignore[call-overload]
+    os.kill(keeper, signal.SIGKILL)  # the background process, by its PID
+    wait_until(lambda: not _list(base)[0]["attached"], timeout_s=10, what="the keeper to be gone")
+    (row,) = _list(base)
+    assert row["state"] == "RUNNING"  # the job is untouched (it is an sbatch job)
+    # attach ends the orphaned tunnel and brings the session back on the same port.
+    cli = Cli(ALICE, [*base, "attach", session_id, "--no-browser", "--json"])
+    again = cli.read_json()  # stops the CLI itself if no JSON comes
+    assert again["local_port"] == info["local_port"]
+    token = str(again["url"]).split("token=", 1)[1]
+    assert http_status(int(again["local_port"]), "/api/status", token) == 200  # type: ignore[call-overload]
+    # The job log is readable from the laptop.
+    res = _nodetunnel(base, "logs", session_id)
+    assert res.returncode == 0, res.stderr
+    assert "Jupyter" in res.stdout
+    assert cli.interrupt() == 130
+    res = _nodetunnel(base, "stop", session_id)
+    assert res.returncode == 0, res.stderr
+    wait_no_jobs(sandbox)
+    assert user_processes(ALICE) == []
+
+
+def test_scancel_elsewhere_ends_a_detached_session(sandbox, laptop_nodetunnel):
+    base = laptop_nodetunnel
+    res = as_user(ALICE, jupyter_argv(base, "--detach"), timeout_s=120)
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    sandbox.run_in("gateway", ["scancel", str(info["job_id"])])
+    # The background process notices (its tunnel ends with the job), cleans up and exits.
+    wait_until(lambda: user_processes(ALICE) == [], timeout_s=30, what="nodetunnel to exit")
+    log = (
+        sandbox.paths.user_home(ALICE)
+        / ".local/state/nodetunnel/sessions"
+        / f"{info['session_id']}.log"
+    )
+    assert "ended" in log.read_text()
+    assert _list(base) == []

@@ -723,3 +723,32 @@ def test_close_exits_shared_connections_innermost_first(tmp_path: Path, fake_ssh
 
 def test_close_without_ssh_binary_does_not_raise(tmp_path: Path) -> None:
     make_ssh(ssh_binary=str(tmp_path / "no-such-ssh")).close(timeout_s=5)
+
+
+def test_close_masters_asks_each_socket_to_exit(tmp_path: Path) -> None:
+    import socket as socketlib
+
+    from nodetunnel.ssh import close_masters
+
+    control = tmp_path / "ctl"
+    control.mkdir()
+    socks = []
+    for name in ("a" * 40, "b" * 40):
+        s = socketlib.socket(socketlib.AF_UNIX)
+        s.bind(str(control / name))
+        socks.append(s)
+    (control / "ssh_config").write_text("not a socket\n")
+    log = tmp_path / "calls"
+    fake = tmp_path / "ssh"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\n')
+    fake.chmod(0o755)
+    try:
+        close_masters(control, ssh_binary=str(fake))
+    finally:
+        for s in socks:
+            s.close()
+    calls = sorted(log.read_text().splitlines())
+    assert calls == [
+        f"-F /dev/null -o ControlPath={control / name} -O exit x" for name in ("a" * 40, "b" * 40)
+    ]
+    close_masters(tmp_path / "missing", ssh_binary=str(fake))  # no directory: nothing to do
