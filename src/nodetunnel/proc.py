@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import random
 import shlex
 import signal
 import subprocess
@@ -156,6 +157,7 @@ def wait_until(
     what: str,
     interval_s: float = 0.02,
     max_interval_s: float = 0.5,
+    jitter_s: float = 0.0,
     hint: str | None = None,
 ) -> T:
     """Call ``probe`` until it returns a truthy value; backoff between tries.
@@ -177,7 +179,8 @@ def wait_until(
         now = time.monotonic()
         if now >= deadline:
             raise WaitTimeout(what, timeout_s, last, hint)
-        time.sleep(min(interval_s, deadline - now))
+        pause = interval_s + (random.uniform(0, jitter_s) if jitter_s else 0.0)  # noqa: S311
+        time.sleep(min(pause, deadline - now))
         interval_s = min(interval_s * 1.6, max_interval_s)
 
 

@@ -26,7 +26,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from .apps.base import App
-from .errors import JobFailed, NodetunnelError, TunnelError, UsageError
+from .errors import JobFailed, NodetunnelError, SshError, TunnelError, UsageError
 from .payload import SOCKET_DIR_TEMPLATE, Environment, parse_endpoint, render_body
 from .proc import NotReady, ProcessRef, spawn, wait_until
 from .scheduler.base import JobRequest, JobState, JobStatus
@@ -47,6 +47,7 @@ DEFAULT_PORT = 8888
 SESSIONS_DIR = ".nodetunnel/sessions"  # relative to the cluster home
 JOB_CHECK_INTERVAL_S = 60.0  # while the tunnel is healthy (sites without pam_slurm_adopt)
 RECONNECT_TIMEOUT_S = 300.0
+RECONNECT_ATTEMPT_S = 4.0
 _MARK = "nodetunnel-"  # prefix of the lines we parse from remote output
 
 
@@ -655,7 +656,9 @@ class Session:
             hint="the cluster may be busy: raise --timeout, or ask for fewer resources",
         )
 
-    def _open_tunnel(self, node: str, port: int, remote: str) -> None:
+    def _open_tunnel(
+        self, node: str, port: int, remote: str, *, reach_timeout_s: float = 60
+    ) -> None:
         with sigint_deferred():  # never leave a tunnel running that close() does not know
             tunnel = self.tunnel = spawn(
                 self.ssh.forward_argv(node, port, remote),
@@ -663,9 +666,9 @@ class Session:
             )
             # Recorded so that whoever cleans up after a hard kill can end it by PID.
             (self._local_dir / "tunnel.pid").write_text(f"{tunnel.pid} {tunnel.start_ticks}\n")
-        self._wait_reachable(tunnel, port)
+        self._wait_reachable(tunnel, port, reach_timeout_s)
 
-    def _wait_reachable(self, tunnel: ProcessRef, port: int) -> None:
+    def _wait_reachable(self, tunnel: ProcessRef, port: int, timeout_s: float = 60) -> None:
         path = self.req.app.status_path
 
         def probe() -> bool:
@@ -687,7 +690,7 @@ class Session:
             raise NotReady(f"HTTP {code} from {path}")
 
         wait_until(
-            probe, timeout_s=60, what="the app to answer through the tunnel", interval_s=0.05
+            probe, timeout_s=timeout_s, what="the app to answer through the tunnel", interval_s=0.05
         )
 
     def watch(self, *, poll_s: float = 0.5) -> str:
@@ -710,12 +713,22 @@ class Session:
                     time.sleep(poll_s)
                     continue
                 next_check = time.monotonic() + JOB_CHECK_INTERVAL_S
-            status = self.slurm.status_of(job_id)
-            if status.state.finished:
-                return f"job {job_id} ended ({status.state.value})"
+            finished = self._job_finished(job_id)
+            if finished:
+                return finished
             if tunnel is not None and tunnel.alive():
                 continue
             self._reconnect(info)
+
+    def _job_finished(self, job_id: str) -> str | None:
+        """Why the job has ended, or None if it runs or SLURM cannot be asked now (no network)."""
+        try:
+            status = self.slurm.status_of(job_id)
+        except SshError:
+            return None  # the path is down; reconnecting will tell
+        if status.state.finished:
+            return f"job {job_id} ended ({status.state.value})"
+        return None
 
     def _reconnect(self, info: SessionInfo) -> None:
         self._say("the tunnel dropped; reconnecting")
@@ -727,13 +740,16 @@ class Session:
 
         def attempt() -> bool:
             try:
-                self._open_tunnel(info.node, info.local_port, info.remote)
+                # A short attempt: one started while the path was down may wait on TCP
+                # retransmissions long after it is back; a fresh one connects at once.
+                self._open_tunnel(info.node, info.local_port, info.remote,
+                                  reach_timeout_s=RECONNECT_ATTEMPT_S)  # fmt: skip
             except NodetunnelError as exc:
                 if self.tunnel is not None:
                     with contextlib.suppress(NodetunnelError):
                         self.tunnel.stop(timeout_s=3)
                     self.tunnel = None
-                if self.slurm.status_of(info.job_id).state.finished:
+                if self._job_finished(info.job_id):
                     return True  # nothing to reconnect to; watch() reports the end
                 raise NotReady(exc.message) from exc
             return True
@@ -742,8 +758,10 @@ class Session:
             attempt,
             timeout_s=self.reconnect_timeout_s,
             what="the tunnel to come back",
-            interval_s=1.0,
-            max_interval_s=15.0,
+            # Short and jittered: the tab should work again within seconds of the network.
+            interval_s=0.2,
+            max_interval_s=1.0,
+            jitter_s=0.3,
             hint="check your network; the job keeps running (nodetunnel will cancel it on exit "
             "unless --keep was given)",
         )

@@ -181,3 +181,38 @@ class Cli:
     def stderr(self) -> str:
         assert self.proc.stderr is not None
         return self.proc.stderr.read() if self.proc.poll() is not None else "(still running)"
+
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+# Runs in the page (same origin as JupyterLab): start a kernel over the REST API (or use
+# the given one), execute code over the kernel's websocket, return what it printed.
+EXECUTE_JS = """
+async ([token, code, kernelId]) => {
+  const headers = {Authorization: 'token ' + token, 'Content-Type': 'application/json'};
+  const kernel = kernelId ? {id: kernelId}
+    : await (await fetch('/api/kernels', {method: 'POST', headers, body: '{}'})).json();
+  const ws = new WebSocket(
+    `ws://${location.host}/api/kernels/${kernel.id}/channels?token=${token}`);
+  await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+  const msgId = 'nodetunnel-test-' + Date.now();
+  const request = {
+    header: {msg_id: msgId, username: 'test', session: 'nodetunnel-test',
+             msg_type: 'execute_request', version: '5.3', date: new Date().toISOString()},
+    parent_header: {}, metadata: {}, channel: 'shell', buffers: [],
+    content: {code, silent: false, store_history: false, user_expressions: {},
+              allow_stdin: false, stop_on_error: true},
+  };
+  const printed = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no output within 60 s')), 60000);
+    ws.onmessage = (event) => {
+      const msg = JSON.parse(event.data);
+      if (msg.parent_header.msg_id !== msgId) return;
+      if (msg.msg_type === 'stream') { clearTimeout(timer); resolve(msg.content.text); }
+      if (msg.msg_type === 'error') { clearTimeout(timer); reject(new Error(msg.content.evalue)); }
+    };
+    ws.send(JSON.stringify(request));
+  });
+  ws.close();
+  return {printed, kernel: kernel.id};
+}
+"""
