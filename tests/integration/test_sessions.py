@@ -173,3 +173,24 @@ def test_scancel_elsewhere_ends_a_detached_session(sandbox, laptop_nodetunnel):
     )
     assert "ended" in log.read_text()
     assert _list(base) == []
+
+
+def test_foreground_cli_killed_hard_leaves_a_recoverable_session(sandbox, laptop_nodetunnel):
+    base = laptop_nodetunnel
+    cli = Cli(ALICE, jupyter_argv(base))  # no --keep: a clean exit would cancel the job
+    info = cli.read_json()  # stops the CLI itself if no JSON comes
+    os.kill(cli.proc.pid, signal.SIGKILL)  # by its PID: no clean-up can run
+    cli.proc.wait(timeout=10)
+    (row,) = _list(base)
+    assert row["state"] == "RUNNING"  # an sbatch job does not die with the terminal
+    assert row["attached"] is False
+    cli = Cli(ALICE, [*base, "attach", str(info["session_id"]), "--no-browser", "--json"])
+    again = cli.read_json()
+    assert again["local_port"] == info["local_port"]
+    token = str(again["url"]).split("token=", 1)[1]
+    assert http_status(int(again["local_port"]), "/api/status", token) == 200  # type: ignore[call-overload]
+    assert cli.interrupt() == 130
+    res = _nodetunnel(base, "stop", "--all")
+    assert res.returncode == 0, res.stderr
+    wait_no_jobs(sandbox)
+    assert user_processes(ALICE) == []
