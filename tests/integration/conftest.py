@@ -7,6 +7,7 @@ The sandbox is always torn down at the end of the session, also on failure.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from nodetunnel.errors import PrerequisiteError
-from nodetunnel.proc import wait_until
+from nodetunnel.proc import NotReady, wait_until
 from nodetunnel.sandbox.cluster import Sandbox, check_prerequisites
 from nodetunnel.sandbox.topology import Paths
 
@@ -26,6 +27,8 @@ from .helpers import ALICE, BOB, CLUSTER_VENV, LAPTOP_VENV, squeue
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# The machine has one sandbox: test runs from several checkouts take turns.
+SANDBOX_LOCK = Path("/run/lock/nodetunnel-sandbox-tests.lock")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,7 +47,22 @@ def _sandbox_session() -> Iterator[Sandbox]:
         if IN_CI:
             pytest.fail(msg, pytrace=False)
         pytest.skip(msg)
+    lock = os.open(SANDBOX_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def take() -> bool:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise NotReady(f"another test run holds {SANDBOX_LOCK}") from None
+        return True
+
     sb = Sandbox(Paths(), node_count=2)
+    try:
+        wait_until(take, timeout_s=3600, what="the sandbox to be free", interval_s=1,
+                   max_interval_s=5)  # fmt: skip
+    except BaseException:
+        os.close(lock)
+        raise
     try:
         sb.up()
         yield sb
@@ -54,6 +72,7 @@ def _sandbox_session() -> Iterator[Sandbox]:
         sb.down()
         for uid in uids:
             shutil.rmtree(f"/tmp/nodetunnel-{uid}", ignore_errors=True)
+        os.close(lock)
 
 
 def _exists(user: str) -> bool:
