@@ -20,10 +20,16 @@ from . import __version__
 from .errors import ExitCode, NodetunnelError
 
 _debug = False
+_timestamps = False  # in the background, where the output goes to a log file
 
 
 def _progress(msg: str) -> None:
-    click.echo(f"· {msg}", err=True)
+    if _timestamps:
+        import time
+
+        click.echo(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}", err=True)
+    else:
+        click.echo(f"· {msg}", err=True)
 
 
 def _print_json(data: Any) -> None:
@@ -366,29 +372,18 @@ def _run_app(app_name: str, opts: dict[str, Any]) -> None:
                detach=opts["detach"])  # fmt: skip
 
 
-def _to_background(session: Any) -> None:
-    """Fork: the parent records the child as the session's keeper and exits; the child goes on.
-
-    The child keeps this process's connections and tunnel (so no new login),
-    in a new session with no terminal, its output appended to the session log.
-    """
+def _supervisor_command() -> tuple[list[str], dict[str, str]]:
+    """This program, re-executed to keep a session in the background (see Session.detach)."""
     import os
 
-    sys.stdout.flush()
-    sys.stderr.flush()
-    child = os.fork()
-    if child > 0:
-        session.hand_over_to(child)  # recorded before the caller gets the prompt back
-        os._exit(ExitCode.OK)  # the parent must not run the session's clean-up
-    os.setsid()
-    out = os.open(session.log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-    os.close(out)
-    os.close(null)
-    session.now_in_background()
+    from . import __file__ as package_init
+
+    env = dict(os.environ)
+    root = str(Path(package_init).resolve().parent.parent)  # the same nodetunnel, wherever it is
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    argv = [sys.executable, "-m", "nodetunnel", *(["--debug"] if _debug else []),
+            "attach", "--no-browser", "--take-over", str(os.getpid())]  # fmt: skip
+    return argv, env
 
 
 def _serve(session: Any, info: Any, *, as_json: bool, browser: bool, detach: bool = False) -> None:
@@ -413,7 +408,12 @@ def _serve(session: Any, info: Any, *, as_json: bool, browser: bool, detach: boo
 
         webbrowser.open(session.browser_file().as_uri())
     if detach:
-        _to_background(session)
+        command, env = _supervisor_command()
+        keeper = session.detach(command, env=env)
+        if not as_json:
+            _progress(f"session {info.session_id} continues in process {keeper.pid} "
+                      f"(log: {session.log_path()})")  # fmt: skip
+        return
     _progress(session.watch())
 
 
@@ -462,13 +462,34 @@ def list_sessions(as_json: bool) -> None:
 @click.argument("session_id")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object once reachable.")
-def attach(session_id: str, no_browser: bool, as_json: bool) -> None:
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="Return once the URL works; a background process keeps the tunnel up until the job ends.",
+)
+@click.option(
+    "--take-over",
+    "take_over",
+    type=int,
+    metavar="PID",
+    hidden=True,
+    help="Internal: continue in the background the session process PID hands over (--detach).",
+)
+def attach(
+    session_id: str, no_browser: bool, as_json: bool, detach: bool, take_over: int | None
+) -> None:
     """Re-open the tunnel of a running session and open it in the browser.
 
     SESSION_ID is the id from 'nodetunnel list' (a unique prefix, or the job
     id, will do). The same local port is used if it is free, so an open
     browser tab works again. Ctrl-C closes the tunnel; the job keeps running
-    ('nodetunnel stop' ends it).
+    ('nodetunnel stop' ends it). With --detach a background process keeps
+    the tunnel up instead, as 'nodetunnel jupyter --detach' does.
+
+    \b
+    Examples:
+      nodetunnel attach nt-1a2b3c4d
+      nodetunnel attach 12345 --detach --no-browser
     """
     from .errors import UsageError
     from .proc import ProcessRef
@@ -477,6 +498,14 @@ def attach(session_id: str, no_browser: bool, as_json: bool) -> None:
 
     store = SessionStore()
     record = store.find(session_id)
+    if take_over is not None:  # this is the background process of a detached session
+        global _timestamps
+        _timestamps = True
+        session = Session.resume(record, progress=_progress, store=store)
+        with session:
+            session.adopt(take_over)
+            _progress(session.watch())
+        return
     if record.pid and record.pid_start and ProcessRef(record.pid, record.pid_start).alive():
         raise UsageError(
             f"session {record.session_id} is attached already (by process {record.pid})",
@@ -486,7 +515,8 @@ def attach(session_id: str, no_browser: bool, as_json: bool) -> None:
         _progress(f"ended the tunnel left by a stopped nodetunnel (PID {record.tunnel_pid})")
     session = Session.resume(record, progress=None if as_json else _progress, store=store)
     with session:
-        _serve(session, session.reattach(), as_json=as_json, browser=not no_browser)
+        _serve(session, session.reattach(), as_json=as_json, browser=not no_browser,
+               detach=detach)  # fmt: skip
 
 
 @cli.command("open")

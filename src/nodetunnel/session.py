@@ -224,6 +224,10 @@ def cluster_link(
         shutil.rmtree(local_dir, ignore_errors=True)
 
 
+def _walltime_end(status: JobStatus) -> float | None:
+    return time.time() + status.time_left_s if status.time_left_s else None
+
+
 def process_alive(pid: int | None, start: int | None) -> bool:
     return bool(pid and start and ProcessRef(pid, start).alive())
 
@@ -339,6 +343,8 @@ class Session:
         self.reconnects = 0
         self.reconnect_timeout_s = RECONNECT_TIMEOUT_S
         self._record: SessionRecord | None = None
+        self._handed_over = False  # detach(): the background process owns everything now
+        self._job_ended = False  # watch() saw the job end: nothing to cancel or keep
 
     # ----------------------------------------------------------- lifecycle
     def __enter__(self) -> Session:
@@ -435,7 +441,7 @@ class Session:
             session_dir=session_dir,
             time_left_s=status.time_left_s,
         )
-        self._save_record(status)
+        self._save_record(walltime_end=_walltime_end(status))
         return self.info
 
     def reattach(self) -> SessionInfo:
@@ -479,31 +485,87 @@ class Session:
             session_dir=record.session_dir,
             time_left_s=status.time_left_s,
         )
-        self._save_record(status)
+        self._save_record(walltime_end=_walltime_end(status))
         return self.info
 
     def log_path(self) -> Path:
         """Where a background (detached) session writes its progress."""
         return (self.store.root if self.store else self._local_dir) / f"{self.session_id}.log"
 
-    def hand_over_to(self, pid: int) -> None:
-        """Record process ``pid`` (a forked child) as the one keeping this session."""
-        child = ProcessRef.of(pid)
-        if self.store is None or self._record is None or child is None:
-            return
-        self._record = dataclasses.replace(self._record, pid=child.pid, pid_start=child.start_ticks)
-        self.store.save(self._record)
+    def detach(
+        self, command: Sequence[str], *, env: dict[str, str] | None = None, timeout_s: float = 30
+    ) -> ProcessRef:
+        """Hand the session to a background process; return it once it has taken over.
 
-    def now_in_background(self) -> None:
-        """In the forked child: nobody watches now, so reconnect for as long as the job may run."""
-        me = ProcessRef.of(os.getpid())
-        if self._record is not None and me is not None:  # as the parent recorded it
-            self._record = dataclasses.replace(self._record, pid=me.pid, pid_start=me.start_ticks)
-        left = self.info.time_left_s if self.info and self.info.time_left_s else None
+        ``command + [session_id]`` is started in its own session with its output
+        in :meth:`log_path`; it must take the session over with :meth:`adopt`,
+        which records it as the keeper. It reuses this process's shared SSH
+        connections and tunnel, so nothing is authenticated again. After the
+        hand-over, leaving this session's ``with`` block touches nothing; if the
+        hand-over fails, the error is raised and the usual clean-up runs.
+        """
+        if self.store is None or self.info is None:
+            raise RuntimeError("detach() needs a started session with a store")
+        store, log_path = self.store, self.log_path()
+        child = spawn([*command, self.session_id], log_path=log_path, env=env)
+
+        def taken_over() -> bool:
+            record = store.load(self.session_id)
+            if (record.pid, record.pid_start) == (child.pid, child.start_ticks):
+                return True
+            if not child.alive():
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+                raise TunnelError(
+                    "the background process ended before it took the session over"
+                    + (": " + " / ".join(tail) if tail else ""),
+                    hint=f"see {log_path}; run without --detach to keep the session in this "
+                    "terminal",
+                )
+            raise NotReady(f"process {child.pid} has not taken the session over yet")
+
+        try:
+            wait_until(taken_over, timeout_s=timeout_s, interval_s=0.05,
+                       what="the background process to take the session over")  # fmt: skip
+        except BaseException:
+            with contextlib.suppress(NodetunnelError):
+                child.stop(timeout_s=5)
+            raise
+        self._handed_over = True  # the tunnel, connections, job and record are the child's now
+        return child
+
+    def adopt(self, from_pid: int) -> SessionInfo:
+        """In the background process: take over the session that process ``from_pid`` started.
+
+        Its tunnel and shared SSH connections are kept as they are (no new
+        login); the record then names this process as the keeper, which tells
+        ``from_pid`` that it may exit. From now on nobody watches the terminal,
+        so the tunnel is re-opened for as long as the job may run.
+        """
+        record = self._record
+        if record is None or self.job_id is None:
+            raise RuntimeError("adopt() needs a session made by Session.resume()")
+        if record.pid != from_pid:
+            raise UsageError(
+                f"session {self.session_id} is not being handed over by process {from_pid}",
+                hint=f"use 'nodetunnel attach {self.session_id}'",
+            )
+        self._connected = True  # the configs and control sockets in the session dir stay
+        if record.tunnel_pid and record.tunnel_start:
+            tunnel = ProcessRef(record.tunnel_pid, record.tunnel_start)
+            self.tunnel = tunnel if tunnel.alive() else None  # else watch() re-opens it
+        left = int(record.walltime_end - time.time()) if record.walltime_end else None
+        self.info = SessionInfo(
+            session_id=self.session_id, job_id=self.job_id, node=record.node,
+            local_port=record.local_port, url=record.url, remote=record.remote,
+            session_dir=record.session_dir, time_left_s=left,
+        )  # fmt: skip
         self.reconnect_timeout_s = max(RECONNECT_TIMEOUT_S, left or 7 * 24 * 3600)
-        self._say(f"session {self.session_id}: keeping the tunnel up in the background")
+        self._save_record(walltime_end=record.walltime_end)
+        self._say(f"session {self.session_id}: keeping the tunnel up in the background "
+                  f"(process {os.getpid()})")  # fmt: skip
+        return self.info
 
-    def _save_record(self, status: JobStatus) -> None:
+    def _save_record(self, *, walltime_end: float | None) -> None:
         info = self.info
         if self.store is None or info is None:
             return
@@ -526,7 +588,7 @@ class Session:
             url_path=self.req.app.url_path,
             status_path=self.req.app.status_path,
             created=self._record.created if self._record else time.time(),
-            walltime_end=time.time() + status.time_left_s if status.time_left_s else None,
+            walltime_end=walltime_end,
             keep=self.req.keep,
             pid=me.pid if me else None,
             pid_start=me.start_ticks if me else None,
@@ -539,7 +601,10 @@ class Session:
 
     def close(self) -> None:
         """Tear down in reverse order; every step runs even if an earlier one fails."""
+        if self._handed_over:
+            return
         problems: list[str] = []
+        keep = self.req.keep and not self._job_ended
         with sigint_deferred():
             if self.tunnel is not None:
                 try:
@@ -547,7 +612,7 @@ class Session:
                 except NodetunnelError as exc:
                     problems.append(f"the tunnel (PID {self.tunnel.pid}): {exc.message}")
                 self.tunnel = None
-            if self._submitted and not self.req.keep:
+            if self._submitted and not keep and not self._job_ended:
                 try:
                     if self.job_id is not None:
                         self._say(f"cancelling job {self.job_id}")
@@ -557,7 +622,7 @@ class Session:
                 except NodetunnelError as exc:
                     what = self.job_id or f"named {self.job_name}"
                     problems.append(f"job {what} may still be running: {exc.message}")
-            if self.session_dir and not self.req.keep:
+            if self.session_dir and not keep:
                 with contextlib.suppress(NodetunnelError):
                     self.ssh.run(["rm", "-rf", "--", self.session_dir], check=False, timeout_s=30)
             if self._connected:
@@ -565,7 +630,7 @@ class Session:
             shutil.rmtree(self._local_dir, ignore_errors=True)
             if self.store is not None and self._record is not None:
                 try:
-                    if self.req.keep:  # the job runs on, detached: 'nodetunnel attach' resumes it
+                    if keep:  # the job runs on, detached: 'nodetunnel attach' resumes it
                         self.store.save(dataclasses.replace(
                             self._record, pid=None, pid_start=None, tunnel_pid=None,
                             tunnel_start=None))  # fmt: skip
@@ -715,6 +780,7 @@ class Session:
                 next_check = time.monotonic() + JOB_CHECK_INTERVAL_S
             finished = self._job_finished(job_id)
             if finished:
+                self._job_ended = True
                 return finished
             if tunnel is not None and tunnel.alive():
                 continue

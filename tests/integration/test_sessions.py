@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 from nodetunnel.proc import NotReady, wait_until
 
@@ -97,6 +98,13 @@ def test_detach_keeps_the_tunnel_up_and_heals_it(sandbox, laptop_nodetunnel):
     (row,) = _list(base)
     assert row["attached"] is True
     assert row["tunnel"] == "up"
+    # The keeper is nodetunnel itself, re-executed in the background, its output in a log.
+    keeper = int(_record_of(sandbox, str(info["session_id"]))["pid"])  # type: ignore[call-overload]
+    argv = Path(f"/proc/{keeper}/cmdline").read_bytes().split(b"\0")
+    assert b"nodetunnel" in argv, argv
+    assert b"--take-over" in argv, argv
+    log = _record_of_log(sandbox, str(info["session_id"]))
+    assert "keeping the tunnel up in the background" in log
     # Kill the tunnel's ssh (by its PID): it comes back on the same port.
     record = json.loads(
         (sandbox.paths.user_home(ALICE) / ".local/state/nodetunnel/sessions"
@@ -128,14 +136,19 @@ def _record_of(sandbox, session_id: str) -> dict[str, object]:
     return json.loads(path.read_text())  # type: ignore[no-any-return]
 
 
+def _record_of_log(sandbox, session_id: str) -> str:
+    path = sandbox.paths.user_home(ALICE) / ".local/state/nodetunnel/sessions" / f"{session_id}.log"
+    return path.read_text()
+
+
 def test_keeper_killed_hard_then_attach_recovers(sandbox, laptop_nodetunnel):
     base = laptop_nodetunnel
     res = as_user(ALICE, jupyter_argv(base, "--detach"), timeout_s=120)
     assert res.returncode == 0, res.stderr
     info = json.loads(res.stdout)
     session_id = str(info["session_id"])
-    # The forked background process records itself as the keeper right after the fork.
-    wait_until(lambda: _list(base)[0]["attached"], timeout_s=10, what="the background keeper")
+    # The background process recorded itself as the keeper before the command returned.
+    assert _list(base)[0]["attached"]
     keeper = int(_record_of(sandbox, session_id)["pid"])  # type: ignore[call-overload]
     os.kill(keeper, signal.SIGKILL)  # the background process, by its PID
     wait_until(lambda: not _list(base)[0]["attached"], timeout_s=10, what="the keeper to be gone")
@@ -166,12 +179,7 @@ def test_scancel_elsewhere_ends_a_detached_session(sandbox, laptop_nodetunnel):
     sandbox.run_in("gateway", ["scancel", str(info["job_id"])])
     # The background process notices (its tunnel ends with the job), cleans up and exits.
     wait_until(lambda: user_processes(ALICE) == [], timeout_s=30, what="nodetunnel to exit")
-    log = (
-        sandbox.paths.user_home(ALICE)
-        / ".local/state/nodetunnel/sessions"
-        / f"{info['session_id']}.log"
-    )
-    assert "ended" in log.read_text()
+    assert "ended" in _record_of_log(sandbox, str(info["session_id"]))
     assert _list(base) == []
 
 
