@@ -287,6 +287,17 @@ def _resource_options(f: Any) -> Any:
             "the port, so the token is all that protects it).",
         ),
         click.option(
+            "--warn-before",
+            metavar="DURATION",
+            help="Warn this long before the job's time limit, e.g. 15m (0: never).  [default: 10m]",
+        ),
+        click.option(
+            "--lease",
+            metavar="DURATION",
+            help="Cancel the job when no nodetunnel has kept the session for this long (e.g. "
+            "30m), so a lost laptop does not leave it running; the tunnel keeper checks in.",
+        ),
+        click.option(
             "--keep",
             is_flag=True,
             help="Leave the job running when nodetunnel exits (default: cancel it).",
@@ -358,14 +369,14 @@ def _run_app(app_name: str, opts: dict[str, Any]) -> None:
         env=env, user=settings.user,
         ssh_includes=(str(settings.ssh_config),) if settings.ssh_config else (),
         local_port=opts["port"], start_timeout_s=opts["timeout_s"], keep=opts["keep"],
-        tcp=opts["tcp"],
+        tcp=opts["tcp"], warn_before_s=settings.warn_before_s, lease_s=settings.lease_s,
     )  # fmt: skip
     if opts["dry_run"]:
         click.echo(plan(req), nl=False)
         return
     from .state import SessionStore
 
-    session = Session(req, progress=None if opts["as_json"] else _progress,
+    session = Session(req, progress=None if opts["as_json"] else _progress, notice=_progress,
                       store=SessionStore(), cluster=settings.cluster)  # fmt: skip
     with session:
         _serve(session, session.start(), as_json=opts["as_json"], browser=not opts["no_browser"],
@@ -513,7 +524,8 @@ def attach(
         )
     if end_orphan_tunnel(record):  # its keeper was killed: the port is needed again
         _progress(f"ended the tunnel left by a stopped nodetunnel (PID {record.tunnel_pid})")
-    session = Session.resume(record, progress=None if as_json else _progress, store=store)
+    session = Session.resume(record, progress=None if as_json else _progress, notice=_progress,
+                             store=store)  # fmt: skip
     with session:
         _serve(session, session.reattach(), as_json=as_json, browser=not no_browser,
                detach=detach)  # fmt: skip

@@ -100,8 +100,8 @@ class Field:
     """One profile key: its name, value kind, group and a one-line explanation."""
 
     name: str
-    kind: str  # hosts | user | path | str | str_or_int | pos_int | str_list | shell
-    group: str  # connection | resources | environment
+    kind: str  # hosts | user | path | str | str_or_int | pos_int | str_list | shell | duration
+    group: str  # connection | resources | environment | session
     help: str
     example: str  # a TOML right-hand side, for the starter file and hints
 
@@ -141,6 +141,12 @@ FIELDS: tuple[Field, ...] = (
           '"export HF_HOME=/ceph/scratch/$USER/hf"'),
     Field("workdir", "str", "environment", "directory on the cluster the app starts in",
           '"/ceph/scratch/jdoe"'),
+    Field("warn_before", "duration", "session",
+          "warn this long before the job's time limit (\"0\" turns it off; unset: 10 minutes)",
+          '"15m"'),
+    Field("lease", "duration", "session",
+          "cancel the job when no nodetunnel has kept the session for this long, e.g. after "
+          "a lost laptop (unset: no lease)", '"30m"'),
 )  # fmt: skip
 _FIELDS_BY_NAME = {f.name: f for f in FIELDS}
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
@@ -160,7 +166,25 @@ _KIND_TEXT = {
     "pos_int": "a positive integer",
     "str_list": "a list of strings",
     "shell": "a string of shell commands",
+    "duration": 'a duration like "30m", "90s" or "1h30m" (a bare number means minutes)',
 }
+
+DEFAULT_WARN_BEFORE_S = 600.0
+MIN_LEASE_S = 10.0
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def duration_s(text: str) -> float:
+    """Seconds in ``"1h30m"``, ``"90s"``, ``"2d"``, ``"45"`` (a bare number: minutes)."""
+    t = text.strip().lower()
+    if t.isdigit():
+        return float(int(t) * 60)
+    m = _DURATION.fullmatch(t)
+    if not t or m is None:
+        raise ValueError(f"{text!r} is not a duration like 30m, 90s or 1h30m")
+    d, h, mins, sec = (int(g) if g else 0 for g in m.groups())
+    return float(((d * 24 + h) * 60 + mins) * 60 + sec)
+
 
 PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
@@ -446,6 +470,26 @@ def _coerce(origin: _Origin, key: str, raw: Any) -> Any:
             else:
                 _check_text(origin, key, item, "item", hint=hint, word=True)
         return tuple(raw)
+    if kind == "duration":
+        if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+            raw = str(raw)
+        if not isinstance(raw, str):
+            raise _expect(origin, key, raw, kind)
+        hint = f"write it like: {key} = {_FIELDS_BY_NAME[key].example}"
+        try:
+            seconds = duration_s(raw)
+        except ValueError:
+            raise origin.error(
+                key, f"is {_short_repr(raw)}, not a duration like 30m, 90s or 1h30m", hint
+            ) from None
+        if key == "lease" and seconds < MIN_LEASE_S:
+            raise origin.error(
+                key,
+                f"is {_short_repr(raw)}: a lease under {MIN_LEASE_S:.0f} s would end the job "
+                "during a short network drop",
+                'give a few minutes at least, e.g. lease = "30m"',
+            )
+        return raw.strip()
     if not isinstance(raw, str):
         raise _expect(origin, key, raw, kind)
     hint = f"write it like: {key} = {_FIELDS_BY_NAME[key].example}"
@@ -724,6 +768,8 @@ class Settings:
     venv: str | None = None
     setup: str | None = None
     workdir: str | None = None
+    warn_before: str | None = None
+    lease: str | None = None
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False)
     config_path: Path | None = dataclasses.field(default=None, compare=False)
     config_exists: bool = dataclasses.field(default=False, compare=False)
@@ -756,6 +802,16 @@ class Settings:
     def jump_spec(self) -> str | None:
         """The jump hosts as one ``ssh -J`` argument (``"login,gateway"``), or None."""
         return ",".join(self.jump) if self.jump else None
+
+    @property
+    def warn_before_s(self) -> float | None:
+        """Seconds before the time limit to warn at; None: no warning."""
+        seconds = duration_s(self.warn_before) if self.warn_before else DEFAULT_WARN_BEFORE_S
+        return seconds or None
+
+    @property
+    def lease_s(self) -> float | None:
+        return duration_s(self.lease) if self.lease else None
 
     def job_request(self, job_name: str) -> JobRequest:
         """The resource fields as the scheduler's :class:`JobRequest` (the one sbatch path)."""
@@ -886,6 +942,7 @@ def starter_config() -> str:
         "connection": "how to reach the cluster, through your own OpenSSH setup",
         "resources": "what to ask SLURM for; unset keys: the cluster's own defaults apply",
         "environment": "how to prepare the app's environment on the compute node",
+        "session": "how nodetunnel looks after a running session",
     }
     active = {
         "jump": '["ssh.swc.ucl.ac.uk", "hpc-gw2"]',

@@ -69,8 +69,20 @@ _LISTENS_PY = (
 )
 
 
-def render_body(app: App, env: Environment, session_dir: str, *, tcp: bool = False) -> str:
-    """The part of the job script after the #SBATCH header."""
+def render_body(
+    app: App,
+    env: Environment,
+    session_dir: str,
+    *,
+    tcp: bool = False,
+    lease_s: float | None = None,
+) -> str:
+    """The part of the job script after the #SBATCH header.
+
+    With ``lease_s``, a watcher ends the job (scancel) when the ``heartbeat``
+    file in the session directory, which the laptop's nodetunnel rewrites with
+    the time while it keeps the session, is older than that.
+    """
     lines = [
         f"NT_SESSION_DIR={_q(session_dir, 'session directory')}",
         'NT_TOKEN_FILE="$NT_SESSION_DIR/token"',
@@ -162,13 +174,39 @@ def render_body(app: App, env: Environment, session_dir: str, *, tcp: bool = Fal
         "    nt_wait nt_port_ready",
         '    printf \'port=%s\\nhost=%s\\n\' "$NT_PORT" "$NT_NODE" > "$NT_SESSION_DIR/endpoint.tmp"',
         "fi",
+        *(['date +%s > "$NT_SESSION_DIR/heartbeat"  # the lease starts now'] if lease_s else []),
         'mv -f "$NT_SESSION_DIR/endpoint.tmp" "$NT_SESSION_DIR/endpoint"',
+        *(_lease_watcher(lease_s) if lease_s else []),
         'wait "$NT_PID"',
         "NT_RC=$?",
         'NT_PID=""',
         'exit "$NT_RC"',
     ]
     return "\n".join(lines) + "\n"
+
+
+def lease_check_interval_s(lease_s: float) -> int:
+    """How often the job looks at the heartbeat: often enough to end close to the lease."""
+    return max(1, min(30, int(lease_s // 4)))
+
+
+def _lease_watcher(lease_s: float) -> list[str]:
+    expired = f"no nodetunnel has kept this session for {int(lease_s)} s: the lease expired"
+    return [
+        f"NT_LEASE_S={int(lease_s)}",
+        "# The laptop rewrites the heartbeat while it keeps the session; the job ends without it.",
+        f"( while sleep {lease_check_interval_s(lease_s)}; do",
+        '    kill -0 "$NT_PID" 2>/dev/null || exit 0',
+        '    NT_LAST=$(cat "$NT_SESSION_DIR/heartbeat" 2>/dev/null) || NT_LAST=0',
+        '    case "$NT_LAST" in ""|*[!0-9]*) NT_LAST=0 ;; esac',
+        '    if [ $(( $(date +%s) - NT_LAST )) -gt "$NT_LEASE_S" ]; then',
+        f"        printf 'nodetunnel: %s\\n' {shlex.quote(expired + '; ending the job')} >&2",
+        f"        printf '%s\\n' {shlex.quote(expired)} > \"$NT_SESSION_DIR/ended\"",
+        '        scancel "$SLURM_JOB_ID" 2>/dev/null || kill "$NT_PID"',
+        "        exit 0",
+        "    fi",
+        "done ) &",
+    ]
 
 
 def _dq(text: str) -> str:

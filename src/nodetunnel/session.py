@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import html
 import http.client
+import math
 import os
 import secrets
 import shlex
@@ -48,6 +49,7 @@ SESSIONS_DIR = ".nodetunnel/sessions"  # relative to the cluster home
 JOB_CHECK_INTERVAL_S = 60.0  # while the tunnel is healthy (sites without pam_slurm_adopt)
 RECONNECT_TIMEOUT_S = 300.0
 RECONNECT_ATTEMPT_S = 4.0
+HEARTBEAT_RETRY_S = 5.0
 _MARK = "nodetunnel-"  # prefix of the lines we parse from remote output
 
 
@@ -64,6 +66,8 @@ class LaunchRequest:
     keep: bool = False
     tcp: bool = False  # listen on 127.0.0.1:PORT on the node instead of a Unix socket
     ssh: SshSettings = dataclasses.field(default_factory=SshSettings)
+    warn_before_s: float | None = 600  # warn this long before the time limit (None: never)
+    lease_s: float | None = None  # the job ends itself when nobody checks in for this long
 
 
 @dataclasses.dataclass
@@ -153,7 +157,9 @@ def plan(req: LaunchRequest) -> str:
         req.job, output=f"{session_dir}/job.log", job_name=job_name_for(req.app, "nt-XXXXXXXX")
     )
     ssh = OpenSSH(req.jump, config_path=Path("SESSION_DIR/ssh_config"), user=req.user)
-    script = Slurm(ssh).job_script(job, render_body(req.app, req.env, session_dir, tcp=req.tcp))
+    script = Slurm(ssh).job_script(
+        job, render_body(req.app, req.env, session_dir, tcp=req.tcp, lease_s=req.lease_s)
+    )
     submit = ssh.command_argv(ssh.submit_host, ssh.jump[:-1], list(Slurm.SUBMIT_ARGV))
     port = req.local_port or DEFAULT_PORT
     tunnel = ssh.forward_argv("NODE", port, SOCKET_DIR_TEMPLATE + "/s")
@@ -224,6 +230,49 @@ def cluster_link(
         shutil.rmtree(local_dir, ignore_errors=True)
 
 
+def heartbeat_interval_s(lease_s: float) -> float:
+    """How often a keeper checks in: three times per lease, at most every 5 minutes."""
+    return min(300.0, max(2.0, lease_s / 3))
+
+
+def _duration_text(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def walltime_warning(job_id: str, walltime_end: float) -> str:
+    at = time.strftime("%H:%M", time.localtime(walltime_end))
+    left = _duration_text(walltime_end - time.time())
+    return (
+        f"job {job_id} reaches its time limit in {left} (at {at}): SLURM will end it then, "
+        "so save your work"
+    )
+
+
+_END_WORDS = {
+    JobState.TIMEOUT: "reached its time limit",
+    JobState.CANCELLED: "was cancelled",
+    JobState.NODE_FAIL: "ended because its node failed",
+    JobState.PREEMPTED: "was preempted",
+    JobState.OUT_OF_MEMORY: "ran out of memory",
+    JobState.COMPLETED: "ended (the app exited)",
+    JobState.FAILED: "failed (the app exited with an error)",
+}
+
+
+def job_end_message(job_id: str, state: JobState) -> str:
+    words = _END_WORDS.get(state, "ended")
+    return f"job {job_id} {words} ({state.value}); the session is over"
+
+
+def _walltime_end_of(info: SessionInfo) -> float | None:
+    return time.time() + info.time_left_s if info.time_left_s else None
+
+
 def _walltime_end(status: JobStatus) -> float | None:
     return time.time() + status.time_left_s if status.time_left_s else None
 
@@ -249,6 +298,10 @@ def reconcile(store: SessionStore) -> list[dict[str, Any]]:
         try:
             with cluster_link(jump, user, includes) as ssh:
                 statuses = Slurm(ssh).status([r.job_id for r in records])
+                gone = [r.session_dir for r in records if r.session_dir and
+                        statuses[r.job_id].state.finished]  # fmt: skip
+                if gone:  # the ended jobs' private directories on the cluster
+                    ssh.run(["rm", "-rf", "--", *gone], check=False, timeout_s=30)
         except NodetunnelError as exc:
             problem = exc.message
         for record in records:
@@ -318,10 +371,14 @@ class Session:
         req: LaunchRequest,
         *,
         progress: Progress | None = None,
+        notice: Progress | None = None,
         store: SessionStore | None = None,
         cluster: str | None = None,
         session_id: str | None = None,
     ) -> None:
+        """``progress`` gets the step-by-step lines; ``notice`` (default: ``progress``) the
+        ones a user must see even when the steps are not shown: a drop, a time-limit warning.
+        """
         self.session_id = session_id or "nt-" + secrets.token_hex(4)
         self.store = store
         self.cluster = cluster
@@ -330,6 +387,7 @@ class Session:
             req, job=dataclasses.replace(req.job, job_name=self.job_name)
         )
         self._say = progress or (lambda _m: None)
+        self._notice = notice or self._say
         self.token = secrets.token_urlsafe(32)
         self._local_dir = private_runtime_dir() / self.session_id
         self.ssh = open_ssh(self._local_dir, req.jump, req.user)
@@ -361,11 +419,16 @@ class Session:
         except NodetunnelError as cleanup:
             if exc is None:
                 raise
-            self._say(f"clean-up problem: {cleanup.message}")
+            self._notice(f"clean-up problem: {cleanup.message}")
 
     @classmethod
     def resume(
-        cls, record: SessionRecord, *, progress: Progress | None = None, store: SessionStore
+        cls,
+        record: SessionRecord,
+        *,
+        progress: Progress | None = None,
+        notice: Progress | None = None,
+        store: SessionStore,
     ) -> Session:
         """A session for an existing job (from its record), to re-open its tunnel."""
         from .apps import APPS
@@ -378,8 +441,10 @@ class Session:
             ssh_includes=tuple(record.ssh_includes),
             local_port=record.local_port or None,
             keep=True,  # re-attaching never cancels the job; 'nodetunnel stop' does
+            warn_before_s=record.warn_before_s,
+            lease_s=record.lease_s,
         )
-        session = cls(req, progress=progress, store=store, cluster=record.cluster,
+        session = cls(req, progress=progress, notice=notice, store=store, cluster=record.cluster,
                       session_id=record.session_id)  # fmt: skip
         session.token = record.token
         session.job_id = record.job_id
@@ -403,7 +468,7 @@ class Session:
         job = dataclasses.replace(req.job, output=f"{session_dir}/job.log")
         self._submitted = True
         job_id = self.job_id = self.slurm.submit_job(
-            job, render_body(req.app, req.env, session_dir, tcp=req.tcp)
+            job, render_body(req.app, req.env, session_dir, tcp=req.tcp, lease_s=req.lease_s)
         )
         self._say(f"submitted job {job_id}")
 
@@ -595,6 +660,8 @@ class Session:
             tunnel_pid=tunnel.pid if tunnel else None,
             tunnel_start=tunnel.start_ticks if tunnel else None,
             reconnects=self.reconnects,
+            warn_before_s=self.req.warn_before_s,
+            lease_s=self.req.lease_s,
         )
         self._record = record
         self.store.save(record)
@@ -771,9 +838,17 @@ class Session:
             raise RuntimeError("watch() needs a started session")
         job_id = self.job_id
         next_check = time.monotonic() + JOB_CHECK_INTERVAL_S
+        end = self._record.walltime_end if self._record else _walltime_end_of(info)
+        warn_at = end - self.req.warn_before_s if end and self.req.warn_before_s else None
+        next_beat = time.monotonic() if self.req.lease_s else math.inf
         while True:
             tunnel = self.tunnel
             if tunnel is not None and tunnel.alive():
+                if warn_at is not None and end is not None and time.time() >= warn_at:
+                    warn_at = None
+                    self._notice(walltime_warning(job_id, end))
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self._heartbeat()
                 if time.monotonic() < next_check:
                     time.sleep(poll_s)
                     continue
@@ -786,6 +861,20 @@ class Session:
                 continue
             self._reconnect(info)
 
+    def _heartbeat(self) -> float:
+        """Check in for the lease (the job ends itself without it); seconds until the next."""
+        lease_s = self.req.lease_s
+        if lease_s is None:
+            return math.inf
+        script = 'date +%s > "$1.tmp" && mv -f "$1.tmp" "$1"'
+        try:
+            self.ssh.run(["sh", "-c", script, "sh", f"{self.session_dir}/heartbeat"],
+                         timeout_s=30)  # fmt: skip
+        except NodetunnelError as exc:
+            self._notice(f"could not check in for the lease (will retry): {exc.message}")
+            return HEARTBEAT_RETRY_S
+        return heartbeat_interval_s(lease_s)
+
     def _job_finished(self, job_id: str) -> str | None:
         """Why the job has ended, or None if it runs or SLURM cannot be asked now (no network)."""
         try:
@@ -793,11 +882,11 @@ class Session:
         except SshError:
             return None  # the path is down; reconnecting will tell
         if status.state.finished:
-            return f"job {job_id} ended ({status.state.value})"
+            return job_end_message(job_id, status.state)
         return None
 
     def _reconnect(self, info: SessionInfo) -> None:
-        self._say("the tunnel dropped; reconnecting")
+        self._notice("the tunnel dropped; reconnecting")
         started = time.monotonic()
         if self.tunnel is not None:
             with contextlib.suppress(NodetunnelError):
@@ -832,7 +921,7 @@ class Session:
             "unless --keep was given)",
         )
         self.reconnects += 1
-        self._say(f"tunnel back after {time.monotonic() - started:.1f} s")
+        self._notice(f"tunnel back after {time.monotonic() - started:.1f} s")
         tunnel = self._live_tunnel()  # set again by attempt()
         if self.store is not None and self._record is not None and tunnel is not None:
             self._record = dataclasses.replace(

@@ -51,6 +51,8 @@ class SessionRecord:
     tunnel_pid: int | None = None
     tunnel_start: int | None = None
     reconnects: int = 0
+    warn_before_s: float | None = None
+    lease_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"version": RECORD_VERSION, **dataclasses.asdict(self)}

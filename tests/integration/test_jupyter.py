@@ -111,7 +111,7 @@ def test_keep_leaves_the_job_running(sandbox, laptop_nodetunnel):
     assert user_processes(ALICE) == []
 
 
-def wait_no_jobs(sandbox: Sandbox) -> None:
+def wait_no_jobs(sandbox: Sandbox, timeout_s: float = 15) -> None:
     """scancel'ed jobs pass through COMPLETING; wait (with a deadline) until they are gone."""
 
     def no_jobs() -> bool:
@@ -120,7 +120,7 @@ def wait_no_jobs(sandbox: Sandbox) -> None:
             raise NotReady(f"jobs left: {jobs}")
         return True
 
-    wait_until(no_jobs, timeout_s=15, what="no job left")
+    wait_until(no_jobs, timeout_s=timeout_s, what="no job left")
 
 
 def _assert_clean_failure(sandbox, res, *needles):

@@ -179,7 +179,7 @@ def test_scancel_elsewhere_ends_a_detached_session(sandbox, laptop_nodetunnel):
     sandbox.run_in("gateway", ["scancel", str(info["job_id"])])
     # The background process notices (its tunnel ends with the job), cleans up and exits.
     wait_until(lambda: user_processes(ALICE) == [], timeout_s=30, what="nodetunnel to exit")
-    assert "ended" in _record_of_log(sandbox, str(info["session_id"]))
+    assert "was cancelled" in _record_of_log(sandbox, str(info["session_id"]))
     assert _list(base) == []
 
 

@@ -161,6 +161,8 @@ export HF_HOME=/scratch/$USER/hf
 echo "ready"	# with a tab
 '''
 workdir = "/scratch/jdoe/project one"
+warn_before = "15m"
+lease = 45
 """,
     )
     settings = resolve(None, {}, path)
@@ -180,6 +182,8 @@ workdir = "/scratch/jdoe/project one"
     assert settings.setup is not None
     assert settings.setup.startswith("export HF_HOME")
     assert settings.workdir == "/scratch/jdoe/project one"
+    assert settings.warn_before_s == 900
+    assert settings.lease_s == 45 * 60  # a bare number: minutes, as SLURM's --time
     assert all(source == src for _, _, source in settings.items())
     assert settings.config_exists
     assert settings.config_path == path
@@ -875,3 +879,42 @@ def test_login_must_be_one_host_name(tmp_path: Path) -> None:
 def test_jump_as_one_string(tmp_path: Path) -> None:
     path = write(tmp_path, '[clusters.a]\njump = "login, gateway"\n')
     assert resolve("a", {}, path).jump == ("login", "gateway")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("30m", 1800), ("1h30m", 5400), ("2d", 172800), ("45", 2700), (" 1H ", 3600),
+     ("0", 0)],
+)  # fmt: skip
+def test_duration_s(text: str, seconds: float) -> None:
+    assert config.duration_s(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "m", "1x", "1.5h", "-5m", "30 m", "1m1h", "h1"])
+def test_duration_s_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        config.duration_s(text)
+
+
+def test_session_defaults_and_command_line_durations() -> None:
+    settings = resolve("swc", {})
+    assert settings.warn_before_s == config.DEFAULT_WARN_BEFORE_S
+    assert settings.lease_s is None
+    settings = resolve("swc", {"warn_before": "0", "lease": "2h"})
+    assert settings.warn_before_s is None  # 0 turns the warning off
+    assert settings.lease_s == 7200
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"lease": "5s"}, "--lease on the command line is '5s': a lease under 10 s"),
+        ({"lease": "soon"}, "--lease on the command line is 'soon', not a duration"),
+        ({"warn_before": "1x"}, "--warn-before on the command line is '1x', not a duration"),
+    ],
+)
+def test_bad_durations_are_named(overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(UsageError) as err:
+        resolve("swc", overrides)
+    assert message in err.value.message
+    assert err.value.hint

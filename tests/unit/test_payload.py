@@ -82,6 +82,18 @@ def test_render_body_minimal_golden(golden: Golden) -> None:
     sh_n(body)
 
 
+def test_render_body_lease_golden(golden: Golden) -> None:
+    body = render_body(JUPYTER, Environment(), SESSION_DIR, lease_s=1800)
+    golden("payload-jupyter-lease.sh", body)
+    sh_n(body)
+    assert "heartbeat" not in render_body(JUPYTER, Environment(), SESSION_DIR)
+
+
+@pytest.mark.parametrize(("lease_s", "every_s"), [(2, 1), (60, 15), (1800, 30), (86400, 30)])
+def test_lease_check_interval(lease_s: float, every_s: int) -> None:
+    assert payload.lease_check_interval_s(lease_s) == every_s
+
+
 def test_render_body_full_environment_golden(golden: Golden) -> None:
     body = render_body(JUPYTER, FULL_ENV, SESSION_DIR)
     golden("payload-jupyter-full.sh", body)
@@ -389,7 +401,13 @@ class Runner:
             self.install_jupyter(bindir)
 
     def start(
-        self, env: Environment, *, path: str | None = None, name: str = "run", tcp: bool = False
+        self,
+        env: Environment,
+        *,
+        path: str | None = None,
+        name: str = "run",
+        tcp: bool = False,
+        lease_s: float | None = None,
     ) -> Run:
         rundir = self.home / name
         session = rundir / "session dir"
@@ -397,7 +415,7 @@ class Runner:
         (session / "token").write_text(TOKEN + "\n")
         (session / "token").chmod(0o600)
         script = rundir / "job.sh"
-        script.write_text(render_body(JUPYTER, env, str(session), tcp=tcp))
+        script.write_text(render_body(JUPYTER, env, str(session), tcp=tcp, lease_s=lease_s))
         with open(rundir / "sh.out", "wb") as out:
             proc = subprocess.Popen(
                 ["/bin/sh", str(script)],
@@ -406,6 +424,7 @@ class Runner:
                     "HOME": str(self.home),
                     "PATH": path if path is not None else f"{self.fakebin}:/usr/bin:/bin",
                     "SLURMD_NODENAME": "nodeX",
+                    "SLURM_JOB_ID": "4242",
                     "LC_ALL": "C.UTF-8",
                 },
                 stdin=subprocess.DEVNULL,
@@ -695,3 +714,29 @@ def test_run_socket_path_too_long(runner: Runner, monkeypatch: pytest.MonkeyPatc
     run = runner.start(Environment())
     assert run.wait_exit() == 1, run.output()
     assert "too long for a Unix socket" in run.error()
+
+
+def test_run_lease_ends_the_job_once_the_heartbeat_stops(runner: Runner) -> None:
+    runner.install_jupyter(runner.fakebin)
+    calls = runner.home / "scancel.calls"
+    # scancel as on a node where it fails: the script then ends the app itself.
+    _executable(runner.fakebin / "scancel",
+                RECORDER.format(python=sys.executable, log=str(calls)) + "sys.exit(1)\n")  # fmt: skip
+    run = runner.start(Environment(), lease_s=2)
+    run.wait_endpoint()
+    heartbeat = run.session / "heartbeat"
+    assert heartbeat.read_text().strip().isdigit()
+    # Kept: the laptop rewrites the heartbeat, so the job outlives the lease.
+    kept_until = time.monotonic() + 4
+    while time.monotonic() < kept_until:
+        heartbeat.write_text(f"{int(time.time())}\n")
+        assert run.proc.poll() is None, run.output()
+        time.sleep(0.3)
+    # Nobody checks in any more: the job ends within the lease and a check or two.
+    stopped = time.monotonic()
+    code = run.wait_exit(timeout_s=10)
+    assert code != 0
+    assert 2 <= time.monotonic() - stopped + 0.5 <= 6
+    assert "the lease expired" in run.output()
+    assert "the lease expired" in (run.session / "ended").read_text()
+    assert json.loads(calls.read_text().splitlines()[0]) == ["4242"]

@@ -387,3 +387,31 @@ def test_session_info_to_json() -> None:
         "session_dir",
         "time_left_s",
     }
+
+
+# --------------------------------------------------------------- session life
+@pytest.mark.parametrize(("lease_s", "every_s"), [(10, 3.33), (60, 20), (1800, 300), (86400, 300)])
+def test_heartbeat_interval(lease_s: float, every_s: float) -> None:
+    assert session_mod.heartbeat_interval_s(lease_s) == pytest.approx(every_s, abs=0.01)
+    # Several check-ins per lease: one lost to a network drop does not end the job.
+    assert session_mod.heartbeat_interval_s(lease_s) * 3 <= lease_s + 0.01
+
+
+@pytest.mark.parametrize(
+    ("left_s", "words"), [(45, "in 45 s"), (600, "in 10 min"), (3 * 3600 + 300, "in 3 h 5 min")]
+)
+def test_walltime_warning_says_when(left_s: int, words: str) -> None:
+    import time
+
+    text = session_mod.walltime_warning("123", time.time() + left_s + 0.5)
+    assert text.startswith(f"job 123 reaches its time limit {words} (at ")
+    assert "save your work" in text
+
+
+def test_job_end_message_names_the_cause() -> None:
+    from nodetunnel.scheduler.base import JobState
+
+    assert "reached its time limit (TIMEOUT)" in session_mod.job_end_message("7", JobState.TIMEOUT)
+    assert "node failed" in session_mod.job_end_message("7", JobState.NODE_FAIL)
+    assert "was cancelled" in session_mod.job_end_message("7", JobState.CANCELLED)
+    assert session_mod.job_end_message("7", JobState.ENDED).startswith("job 7 ended (ENDED)")
