@@ -429,24 +429,66 @@ def _serve(session: Any, info: Any, *, as_json: bool, browser: bool, detach: boo
 
 
 # -------------------------------------------------------------------- sessions
+_config_file_option = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Config file to read instead of the default one.",
+)
+
+
+def _cluster_refs(cluster: str | None, config_file: Path | None, every: bool) -> list[Any]:
+    """The clusters to ask: --cluster, else the default cluster; all configured with ``every``."""
+    from . import config
+    from .session import ClusterRef
+
+    names: list[str | None] = (
+        list(sorted(config.load_config(config_file).clusters)) if every else [cluster]
+    )
+    refs = []
+    for name in names:
+        s = config.resolve(name, {}, config_file)
+        if s.jump:
+            includes = (str(s.ssh_config),) if s.ssh_config else ()
+            refs.append(ClusterRef(s.cluster, tuple(s.jump), s.user, includes))
+    return refs
+
+
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print the sessions as JSON (no tokens).")
-def list_sessions(as_json: bool) -> None:
+@click.option(
+    "--cluster",
+    metavar="NAME",
+    help="Also list sessions started elsewhere (another laptop) on this cluster.",
+)
+@click.option(
+    "--all-clusters",
+    is_flag=True,
+    help="Also list sessions started elsewhere on every cluster in your config file.",
+)
+@_config_file_option
+def list_sessions(
+    as_json: bool, cluster: str | None, all_clusters: bool, config_file: Path | None
+) -> None:
     """List your sessions, with their job state, node, time left and URL.
 
-    Asks SLURM once per cluster. Sessions whose job has ended are shown as
-    ENDED and forgotten (their leftovers on this machine are removed).
+    Asks SLURM once per cluster: the clusters of this machine's sessions,
+    plus --cluster (default: your default cluster) or --all-clusters.
+    Sessions whose job has ended are shown as ENDED and forgotten (their
+    leftovers here and on the cluster are removed). Running sessions started
+    on another machine are listed too ("elsewhere"); 'attach' takes them over.
 
     \b
-    Example:
-      nodetunnel jupyter --cluster swc --keep     # Ctrl-C later: the job keeps running
+    Examples:
+      nodetunnel jupyter --cluster swc --detach   # runs on in the background
       nodetunnel list
+      nodetunnel list --cluster swc --json        # e.g. from your other laptop
       nodetunnel attach nt-1a2b3c4d
     """
     from .session import reconcile
     from .state import SessionStore
 
-    rows = reconcile(SessionStore())
+    rows = reconcile(SessionStore(), _cluster_refs(cluster, config_file, all_clusters))
     if as_json:
         _print_json(rows)
         return
@@ -461,12 +503,16 @@ def list_sessions(as_json: bool) -> None:
         table.add_column(col)
     for r in rows:
         left = r["time_left_s"]
+        tunnel = r["tunnel"] if r["here"] else "elsewhere"
         table.add_row(
             r["session_id"], r["app"], r["cluster"] or "", r["job_id"], r["state"], r["node"],
-            "" if left is None else f"{left // 60} min", r["tunnel"],
+            "" if left is None else f"{left // 60} min", tunnel,
             r["url"] if r["tunnel"] == "up" else "",
         )  # fmt: skip
     Console().print(table)
+    problems = sorted({r["problem"] for r in rows if r["problem"]})
+    for problem in problems:
+        _progress(f"could not ask SLURM: {problem}")
 
 
 @cli.command()
@@ -486,8 +532,20 @@ def list_sessions(as_json: bool) -> None:
     hidden=True,
     help="Internal: continue in the background the session process PID hands over (--detach).",
 )
+@click.option(
+    "--cluster",
+    metavar="NAME",
+    help="Where to look for a session started on another machine (default: your default cluster).",
+)
+@_config_file_option
 def attach(
-    session_id: str, no_browser: bool, as_json: bool, detach: bool, take_over: int | None
+    session_id: str,
+    no_browser: bool,
+    as_json: bool,
+    detach: bool,
+    take_over: int | None,
+    cluster: str | None,
+    config_file: Path | None,
 ) -> None:
     """Re-open the tunnel of a running session and open it in the browser.
 
@@ -504,11 +562,18 @@ def attach(
     """
     from .errors import UsageError
     from .proc import ProcessRef
-    from .session import Session, end_orphan_tunnel
+    from .session import Session, claim, end_orphan_tunnel
     from .state import SessionStore
 
     store = SessionStore()
-    record = store.find(session_id)
+    try:
+        record = store.find(session_id)
+    except UsageError:
+        refs = [] if take_over else _cluster_refs(cluster, config_file, every=False)
+        if not refs:
+            raise
+        record = claim(store, refs[0], session_id)  # started on another machine
+        _progress(f"found session {record.session_id} (job {record.job_id}) on {record.cluster}")
     if take_over is not None:  # this is the background process of a detached session
         global _timestamps
         _timestamps = True

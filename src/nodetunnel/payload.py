@@ -174,7 +174,7 @@ def render_body(
         "    nt_wait nt_port_ready",
         '    printf \'port=%s\\nhost=%s\\n\' "$NT_PORT" "$NT_NODE" > "$NT_SESSION_DIR/endpoint.tmp"',
         "fi",
-        *(['date +%s > "$NT_SESSION_DIR/heartbeat"  # the lease starts now'] if lease_s else []),
+        *(_lease_start(lease_s) if lease_s else []),
         'mv -f "$NT_SESSION_DIR/endpoint.tmp" "$NT_SESSION_DIR/endpoint"',
         *(_lease_watcher(lease_s) if lease_s else []),
         'wait "$NT_PID"',
@@ -188,6 +188,14 @@ def render_body(
 def lease_check_interval_s(lease_s: float) -> int:
     """How often the job looks at the heartbeat: often enough to end close to the lease."""
     return max(1, min(30, int(lease_s // 4)))
+
+
+def _lease_start(lease_s: float) -> list[str]:
+    """The lease starts when the app is ready (its length is kept for other laptops)."""
+    return [
+        'date +%s > "$NT_SESSION_DIR/heartbeat"',
+        f'echo {int(lease_s)} > "$NT_SESSION_DIR/lease"',
+    ]
 
 
 def _lease_watcher(lease_s: float) -> list[str]:

@@ -14,6 +14,7 @@ import html
 import http.client
 import math
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -27,6 +28,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from .apps.base import App
+from .config import DEFAULT_WARN_BEFORE_S
 from .errors import JobFailed, NodetunnelError, SshError, TunnelError, UsageError
 from .payload import SOCKET_DIR_TEMPLATE, Environment, parse_endpoint, render_body
 from .proc import NotReady, ProcessRef, spawn, wait_until
@@ -281,54 +283,167 @@ def process_alive(pid: int | None, start: int | None) -> bool:
     return bool(pid and start and ProcessRef(pid, start).alive())
 
 
-def reconcile(store: SessionStore) -> list[dict[str, Any]]:
-    """Every stored session with its job's state: one SLURM query per cluster.
+@dataclasses.dataclass(frozen=True)
+class ClusterRef:
+    """How to reach a cluster's submit host (a profile's connection settings)."""
 
-    Sessions whose job has ended are reported as ENDED and forgotten, and a
-    tunnel left running for them is ended.
+    name: str | None
+    jump: tuple[str, ...]
+    user: str | None = None
+    ssh_includes: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple[tuple[str, ...], str | None, tuple[str, ...]]:
+        return (self.jump, self.user, self.ssh_includes)
+
+    @classmethod
+    def of(cls, record: SessionRecord) -> ClusterRef:
+        return cls(record.cluster, tuple(record.jump), record.user, tuple(record.ssh_includes))
+
+
+#: The name of every nodetunnel job (see :func:`job_name_for`).
+JOB_NAME = re.compile(r"nodetunnel-(?P<app>[a-z0-9_]+)-(?P<session>nt-[0-9a-f]{8})")
+
+
+def reconcile(store: SessionStore, clusters: Sequence[ClusterRef] = ()) -> list[dict[str, Any]]:
+    """Every session with its job's state: one SLURM query per cluster.
+
+    The clusters asked are those of the stored sessions and ``clusters``. A
+    stored session whose job has ended is reported as ENDED and forgotten: a
+    tunnel left running for it is ended, its directory on the cluster removed.
+    A running nodetunnel job of the user that this machine does not know (one
+    started on another laptop) is listed with ``here: False``; ``claim``
+    makes it attachable.
     """
-    groups: dict[tuple[tuple[str, ...], str | None, tuple[str, ...]], list[SessionRecord]] = {}
+    groups: dict[tuple[tuple[str, ...], str | None, tuple[str, ...]],
+                 tuple[ClusterRef, list[SessionRecord]]] = {}  # fmt: skip
     for record in store.all():
-        key = (tuple(record.jump), record.user, tuple(record.ssh_includes))
-        groups.setdefault(key, []).append(record)
+        ref = ClusterRef.of(record)
+        groups.setdefault(ref.key, (ref, []))[1].append(record)
+    for ref in clusters:
+        groups.setdefault(ref.key, (ref, []))
     rows: list[dict[str, Any]] = []
-    for (jump, user, includes), records in groups.items():
-        statuses: dict[str, JobStatus] = {}
+    for ref, records in groups.values():
+        jobs: dict[str, tuple[str, JobStatus]] | None = None
         problem = ""
         try:
-            with cluster_link(jump, user, includes) as ssh:
-                statuses = Slurm(ssh).status([r.job_id for r in records])
+            with cluster_link(ref.jump, ref.user, ref.ssh_includes) as ssh:
+                jobs = Slurm(ssh).named_jobs(JOB_NAME)
                 gone = [r.session_dir for r in records if r.session_dir and
-                        statuses[r.job_id].state.finished]  # fmt: skip
+                        _status_in(jobs, r.job_id).state.finished]  # fmt: skip
                 if gone:  # the ended jobs' private directories on the cluster
                     ssh.run(["rm", "-rf", "--", *gone], check=False, timeout_s=30)
         except NodetunnelError as exc:
             problem = exc.message
         for record in records:
-            status = statuses.get(record.job_id)
-            tunnel_up = process_alive(record.tunnel_pid, record.tunnel_start)
-            state = status.state.value if status else "UNKNOWN"
-            if status is not None and status.state.finished:
-                state = "ENDED"
-                if tunnel_up and record.tunnel_pid and record.tunnel_start:
-                    with contextlib.suppress(NodetunnelError):
-                        ProcessRef(record.tunnel_pid, record.tunnel_start).stop(timeout_s=3)
-                if not process_alive(record.pid, record.pid_start):
-                    local_dir = private_runtime_dir() / record.session_id
-                    close_masters(local_dir)
-                    shutil.rmtree(local_dir, ignore_errors=True)
-                store.remove(record.session_id)
-                tunnel_up = False
-            row = record.public()
-            row.update(
-                state=state,
-                time_left_s=status.time_left_s if status else None,
-                tunnel="up" if tunnel_up else "down",
-                attached=process_alive(record.pid, record.pid_start),
-                problem=problem,
-            )
-            rows.append(row)
+            rows.append(_reconciled(store, record, jobs, problem))
+        known = {r.job_id for r in records}
+        for job_id, (name, status) in (jobs or {}).items():
+            m = JOB_NAME.fullmatch(name)
+            if job_id in known or m is None or status.state.finished:
+                continue
+            rows.append({
+                "session_id": m["session"], "app": m["app"], "cluster": ref.name,
+                "job_id": job_id, "state": status.state.value, "node": status.node or "",
+                "time_left_s": status.time_left_s, "tunnel": "down", "attached": False,
+                "url": "", "local_port": None, "here": False, "problem": problem,
+            })  # fmt: skip
     return rows
+
+
+def _status_in(jobs: dict[str, tuple[str, JobStatus]], job_id: str) -> JobStatus:
+    return jobs[job_id][1] if job_id in jobs else JobStatus.ended(job_id)
+
+
+def _reconciled(
+    store: SessionStore,
+    record: SessionRecord,
+    jobs: dict[str, tuple[str, JobStatus]] | None,
+    problem: str,
+) -> dict[str, Any]:
+    status = _status_in(jobs, record.job_id) if jobs is not None else None
+    tunnel_up = process_alive(record.tunnel_pid, record.tunnel_start)
+    state = status.state.value if status else "UNKNOWN"
+    if status is not None and status.state.finished:
+        state = "ENDED"
+        if tunnel_up and record.tunnel_pid and record.tunnel_start:
+            with contextlib.suppress(NodetunnelError):
+                ProcessRef(record.tunnel_pid, record.tunnel_start).stop(timeout_s=3)
+        if not process_alive(record.pid, record.pid_start):
+            local_dir = private_runtime_dir() / record.session_id
+            close_masters(local_dir)
+            shutil.rmtree(local_dir, ignore_errors=True)
+        store.remove(record.session_id)
+        tunnel_up = False
+    row = record.public()
+    row.update(
+        state=state,
+        time_left_s=status.time_left_s if status else None,
+        tunnel="up" if tunnel_up else "down",
+        attached=process_alive(record.pid, record.pid_start),
+        here=True,
+        problem=problem,
+    )
+    return row
+
+
+def claim(store: SessionStore, cluster: ClusterRef, key: str) -> SessionRecord:
+    """Make a running session started elsewhere (another laptop) known here, to attach to it.
+
+    ``key`` is its session id, a unique prefix of it, or its job id. Its token
+    and endpoint are read from its private directory on the cluster.
+    """
+    with cluster_link(cluster.jump, cluster.user, cluster.ssh_includes) as ssh:
+        jobs = Slurm(ssh).named_jobs(JOB_NAME)
+        found = []
+        for job_id, (name, status) in jobs.items():
+            m = JOB_NAME.fullmatch(name)
+            if m and not status.state.finished and (key == job_id or m["session"].startswith(key)):
+                found.append((job_id, m, status))
+        where = f"cluster {cluster.name}" if cluster.name else ssh.submit_host
+        if not found:
+            raise UsageError(
+                f"no session {key!r} on this machine, nor running on {where}",
+                hint="see 'nodetunnel list' (with --cluster NAME for sessions started elsewhere)",
+            )
+        if len(found) > 1:
+            ids = ", ".join(m["session"] for _, m, _ in found)
+            raise UsageError(f"{key!r} matches several sessions: {ids}", hint="give more of the id")
+        ((job_id, m, status),) = found
+        script = (
+            'd="$HOME/$1/$2"; m="$3"; printf "\\n%sdir=%s\\n" "$m" "$d"; '
+            '[ -r "$d/endpoint" ] && while IFS= read -r l; do printf "%s%s\\n" "$m" "$l"; '
+            'done < "$d/endpoint"; [ -r "$d/lease" ] && printf "%slease=%s\\n" "$m" "$(cat "$d/lease")"; '
+            'printf "%stoken=%s\\n" "$m" "$(cat "$d/token")"'
+        )
+        out = ssh.run(["sh", "-c", script, "sh", SESSIONS_DIR, m["session"], _MARK]).stdout
+    fields = parse_endpoint("\n".join(ln for ln in out.splitlines() if ln.startswith(_MARK)))
+    get = {k.removeprefix(_MARK): v for k, v in fields.items()}
+    if not get.get("host") or not get.get("token"):
+        raise UsageError(
+            f"session {m['session']} (job {job_id}, {status.state.value}) has not started its "
+            "app yet",
+            hint="try again once 'nodetunnel list' shows it RUNNING",
+        )
+    from .apps import APPS
+
+    app = APPS.get(m["app"])
+    if app is None:
+        raise UsageError(
+            f"session {m['session']} runs {m['app']!r}, which this nodetunnel does not know",
+            hint="update nodetunnel on this machine",
+        )
+    record = SessionRecord(
+        session_id=m["session"], app=app.name, job_id=job_id, jump=list(cluster.jump),
+        cluster=cluster.name, user=cluster.user, ssh_includes=list(cluster.ssh_includes),
+        node=get["host"], remote=get.get("socket") or f"127.0.0.1:{int(get.get('port', '0'))}",
+        token=get["token"], session_dir=get["dir"], url_path=app.url_path,
+        status_path=app.status_path, walltime_end=_walltime_end(status), keep=True,
+        warn_before_s=DEFAULT_WARN_BEFORE_S,
+        lease_s=float(get["lease"]) if get.get("lease", "").isdigit() else None,
+    )  # fmt: skip
+    store.save(record)
+    return record
 
 
 def job_log_argv(record: SessionRecord, *, follow: bool, lines: int = 100) -> list[str]:

@@ -45,7 +45,8 @@ else
     nt_wait nt_port_ready
     printf 'port=%s\nhost=%s\n' "$NT_PORT" "$NT_NODE" > "$NT_SESSION_DIR/endpoint.tmp"
 fi
-date +%s > "$NT_SESSION_DIR/heartbeat"  # the lease starts now
+date +%s > "$NT_SESSION_DIR/heartbeat"
+echo 1800 > "$NT_SESSION_DIR/lease"
 mv -f "$NT_SESSION_DIR/endpoint.tmp" "$NT_SESSION_DIR/endpoint"
 NT_LEASE_S=1800
 # The laptop rewrites the heartbeat while it keeps the session; the job ends without it.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -202,3 +203,61 @@ def test_foreground_cli_killed_hard_leaves_a_recoverable_session(sandbox, laptop
     assert res.returncode == 0, res.stderr
     wait_no_jobs(sandbox)
     assert user_processes(ALICE) == []
+
+
+def test_a_session_started_on_another_laptop_is_listed_and_attachable(sandbox, laptop_nodetunnel):
+    base = laptop_nodetunnel
+    res = as_user(ALICE, jupyter_argv(base, "--detach", "--lease", "5m"), timeout_s=120)
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    session_id = str(info["session_id"])
+    # A second laptop: its own session store and runtime directory, nothing known there.
+    home = sandbox.paths.user_home(ALICE)
+    other_dirs = (home / ".other-laptop-state", Path(f"/tmp/other-laptop-{os.getpid()}"))
+    for d in other_dirs:
+        as_user(ALICE, ["mkdir", "-m", "700", "-p", str(d)], check=True)
+    other = ["env", f"XDG_STATE_HOME={other_dirs[0]}", f"XDG_RUNTIME_DIR={other_dirs[1]}", *base]
+    try:
+        res = as_user(ALICE, [*other, "list", "--json"])
+        assert json.loads(res.stdout) == [], res.stderr  # no cluster asked: nothing to show
+        res = as_user(ALICE, [*other, "list", "--cluster", "sandbox", "--json"], timeout_s=60)
+        assert res.returncode == 0, res.stderr
+        (row,) = json.loads(res.stdout)
+        assert row["session_id"] == session_id
+        assert row["job_id"] == info["job_id"]
+        assert row["state"] == "RUNNING"
+        assert row["here"] is False
+        assert row["node"] == info["node"]
+        # Attach from the second laptop: its own port, the session's token.
+        cli = Cli(ALICE, [*other, "attach", session_id[:6], "--cluster", "sandbox",
+                          "--no-browser", "--json"])  # fmt: skip
+        try:
+            again = cli.read_json()
+            assert again["session_id"] == session_id
+            assert again["local_port"] != info["local_port"]  # the first laptop holds that one
+            assert again["url"].split("token=")[1] == str(info["url"]).split("token=")[1]  # type: ignore[union-attr]
+            token = str(again["url"]).split("token=", 1)[1]
+            assert http_status(int(again["local_port"]), "/api/status", token) == 200  # type: ignore[call-overload]
+            # It checks in for the lease as well (the lease length came from the cluster).
+            record = json.loads(
+                (other_dirs[0] / "nodetunnel" / "sessions" / f"{session_id}.json").read_text()
+            )
+            assert record["lease_s"] == 300
+        except BaseException:
+            cli.stop()
+            raise
+        assert cli.interrupt() == 130
+        (row,) = json.loads(as_user(ALICE, [*other, "list", "--json"], timeout_s=60).stdout)
+        assert row["here"] is True
+        assert row["state"] == "RUNNING"
+        # The first laptop stops it; the second one then sees it ended and forgets it.
+        res = _nodetunnel(base, "stop", session_id)
+        assert res.returncode == 0, res.stderr
+        wait_no_jobs(sandbox)
+        (row,) = json.loads(as_user(ALICE, [*other, "list", "--json"], timeout_s=60).stdout)
+        assert row["state"] == "ENDED"
+        assert json.loads(as_user(ALICE, [*other, "list", "--json"], timeout_s=60).stdout) == []
+        assert user_processes(ALICE) == []
+    finally:
+        for d in other_dirs:
+            shutil.rmtree(d, ignore_errors=True)

@@ -993,3 +993,39 @@ def test_docstring_examples(module: object) -> None:
     failed, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert tried > 0
     assert failed == 0
+
+
+# ------------------------------------------------------------------ named jobs
+def test_parse_named_jobs_keeps_matching_names_only() -> None:
+    import re as re_mod
+
+    from nodetunnel.scheduler.slurm import NAMED_FORMAT, parse_named_jobs
+
+    assert NAMED_FORMAT == "%i|%j|%T|%N|%L|%S|%u|%r"
+    pattern = re_mod.compile(r"nodetunnel-[a-z]+-nt-[0-9a-f]{8}")
+    out = (
+        "101|nodetunnel-jupyter-nt-0123abcd|RUNNING|node1|59:30|2026-11-28T10:00:00|alice|None\n"
+        "102|my | odd | name|RUNNING|node2|1:00|N/A|alice|None\n"
+        "103|nodetunnel-jupyter-nt-0123abcd-x|RUNNING|node2|1:00|N/A|alice|None\n"
+        "104|nodetunnel-jupyter-nt-99999999|PENDING||1:00:00|N/A|alice|Resources\n"
+        "garbage line\n"
+    )
+    jobs = parse_named_jobs(out, pattern)
+    assert sorted(jobs) == ["101", "104"]
+    name, status = jobs["101"]
+    assert name == "nodetunnel-jupyter-nt-0123abcd"
+    assert status.state is JobState.RUNNING
+    assert status.nodes == ("node1",)
+    assert status.time_left_s == 3570
+    assert jobs["104"][1].reason == "Resources"
+
+
+def test_named_jobs_is_one_squeue_of_my_jobs() -> None:
+    import re as re_mod
+
+    runner = FakeRunner()
+    runner.reply("squeue", stdout="7|nodetunnel-jupyter-nt-0123abcd|RUNNING|n1|5:00|N/A|a|None\n")
+    jobs = Slurm(runner).named_jobs(re_mod.compile(r"nodetunnel-.*"))
+    assert list(jobs) == ["7"]
+    (call,) = runner.calls
+    assert call.argv[:4] == ["squeue", "--me", "--noheader", "--states=all"]

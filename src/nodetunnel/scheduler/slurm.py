@@ -354,6 +354,26 @@ def parse_squeue(stdout: str, job_ids: Sequence[str]) -> dict[str, JobStatus]:
     return {jid: found.get(jid) or JobStatus.ended(jid) for jid in job_ids}
 
 
+#: Like :data:`SQUEUE_FORMAT` with the job name second, for :meth:`Slurm.named_jobs`.
+NAMED_FORMAT = "%i|%j|" + SQUEUE_FORMAT.removeprefix("%i|")
+
+
+def parse_named_jobs(
+    stdout: str, name_pattern: re.Pattern[str]
+) -> dict[str, tuple[str, JobStatus]]:
+    """``{job id: (name, status)}`` for the lines of ``squeue -o NAMED_FORMAT`` whose job name
+    fully matches ``name_pattern`` (a pattern without ``|``); other jobs are skipped unread.
+    """
+    found: dict[str, tuple[str, JobStatus]] = {}
+    for line in stdout.splitlines():
+        job_id, _, rest = line.strip().partition("|")
+        name, sep, fields = rest.partition("|")
+        if not sep or not name_pattern.fullmatch(name) or not _JOB_ID.fullmatch(job_id):
+            continue
+        found[job_id] = (name, parse_squeue(f"{job_id}|{fields}", [job_id])[job_id])
+    return found
+
+
 def parse_sbatch_output(stdout: str) -> str:
     """The job id from ``sbatch --parsable`` output (``JOBID`` or ``JOBID;CLUSTER``)."""
     lines = [line.strip() for line in stdout.splitlines() if line.strip()]
@@ -631,6 +651,16 @@ class Slurm(Scheduler):
                 "squeue", done, f"could not read the state of job(s) {', '.join(ids)}"
             )
         return parse_squeue(done.stdout, ids)
+
+    def named_jobs(self, name_pattern: re.Pattern[str]) -> dict[str, tuple[str, JobStatus]]:
+        """The user's jobs whose name matches ``name_pattern``, recently ended ones included:
+        one ``squeue --me --states=all`` call (``{job id: (name, status)}``)."""
+        done = self._run(
+            ["squeue", "--me", "--noheader", "--states=all", f"--format={NAMED_FORMAT}"]
+        )
+        if done.returncode != 0:
+            raise self._failed("squeue", done, "could not list your jobs")
+        return parse_named_jobs(done.stdout, name_pattern)
 
     def start_estimate(self, job_id: str) -> str | None:
         """SLURM's estimated start time of a pending job (``squeue --start``), or ``None``."""
