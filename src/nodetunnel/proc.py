@@ -236,10 +236,12 @@ class ProcessRef:
     def stop(self, *, timeout_s: float = 5.0) -> None:
         """SIGTERM, wait up to ``timeout_s``, then SIGKILL and wait again.
 
+        A stopped (frozen) process is continued, so that it sees the SIGTERM.
         Raises :class:`WaitTimeout` if the process survives even SIGKILL.
         """
         if not self.signal(signal.SIGTERM):
             return
+        self.signal(signal.SIGCONT)
         what = f"PID {self.pid} to exit"
         try:
             wait_until(lambda: not self.alive(), timeout_s=timeout_s, what=what)

@@ -52,6 +52,9 @@ JOB_CHECK_INTERVAL_S = 60.0  # while the tunnel is healthy (sites without pam_sl
 RECONNECT_TIMEOUT_S = 300.0
 RECONNECT_ATTEMPT_S = 4.0
 HEARTBEAT_RETRY_S = 5.0
+HEALTH_PROBE_S = 10.0  # an HTTP request through the tunnel this often
+HEALTH_PROBE_TIMEOUT_S = 5.0
+HEALTH_PROBE_FAILURES = 2  # unanswered in a row: the tunnel is re-opened
 _MARK = "nodetunnel-"  # prefix of the lines we parse from remote output
 
 
@@ -945,8 +948,11 @@ class Session:
 
         The tunnel's own failure is the main signal: keepalives end it when the
         path dies, and where pam_slurm_adopt is used the job's end ends it too.
-        SLURM is asked then, and otherwise only once a minute. A dropped tunnel
-        is re-opened on the same local port, so the browser tab keeps working.
+        SLURM is asked then, and otherwise only once a minute. An HTTP probe
+        through the tunnel every few seconds catches a tunnel whose ssh lives
+        on but forwards nothing. A dropped tunnel is re-opened on the same
+        local port, so the browser tab keeps working. Along the way: the
+        warning before the time limit, and the lease check-ins.
         """
         info = self.info
         if info is None or self.job_id is None:
@@ -956,8 +962,18 @@ class Session:
         end = self._record.walltime_end if self._record else _walltime_end_of(info)
         warn_at = end - self.req.warn_before_s if end and self.req.warn_before_s else None
         next_beat = time.monotonic() if self.req.lease_s else math.inf
+        next_probe, unanswered = time.monotonic() + HEALTH_PROBE_S, 0
         while True:
             tunnel = self.tunnel
+            if tunnel is not None and tunnel.alive() and time.monotonic() >= next_probe:
+                # A live ssh is not proof of a working tunnel (a frozen process, a half-dead path).
+                next_probe = time.monotonic() + HEALTH_PROBE_S
+                unanswered = 0 if self._answers(info) else unanswered + 1
+                if unanswered >= HEALTH_PROBE_FAILURES:
+                    self._notice("the tunnel stopped answering; re-opening it")
+                    with contextlib.suppress(NodetunnelError):
+                        tunnel.stop(timeout_s=3)
+                    unanswered = 0
             if tunnel is not None and tunnel.alive():
                 if warn_at is not None and end is not None and time.time() >= warn_at:
                     warn_at = None
@@ -975,6 +991,15 @@ class Session:
             if tunnel is not None and tunnel.alive():
                 continue
             self._reconnect(info)
+
+    def _answers(self, info: SessionInfo) -> bool:
+        """Whether the app answers through the tunnel at all (any HTTP status will do)."""
+        try:
+            probe_http(info.local_port, self.req.app.status_path, self.token,
+                       timeout_s=HEALTH_PROBE_TIMEOUT_S)  # fmt: skip
+        except NotReady:
+            return False
+        return True
 
     def _heartbeat(self) -> float:
         """Check in for the lease (the job ends itself without it); seconds until the next."""

@@ -261,3 +261,33 @@ def test_a_session_started_on_another_laptop_is_listed_and_attachable(sandbox, l
     finally:
         for d in other_dirs:
             shutil.rmtree(d, ignore_errors=True)
+
+
+def test_a_frozen_tunnel_is_replaced(sandbox, laptop_nodetunnel):
+    base = laptop_nodetunnel
+    res = as_user(ALICE, jupyter_argv(base, "--detach"), timeout_s=120)
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    session_id = str(info["session_id"])
+    port = int(info["local_port"])
+    token = str(info["url"]).split("token=", 1)[1]
+    frozen = int(_record_of(sandbox, session_id)["tunnel_pid"])  # type: ignore[call-overload]
+    # The tunnel's ssh lives on but forwards nothing: only the health probe can tell.
+    os.kill(frozen, signal.SIGSTOP)
+    stopped = time.monotonic()
+
+    def replaced() -> bool:
+        if int(_record_of(sandbox, session_id)["tunnel_pid"]) == frozen:  # type: ignore[call-overload]
+            raise NotReady("still the frozen tunnel")
+        try:
+            return http_status(port, "/api/status", token) == 200
+        except OSError as exc:
+            raise NotReady(str(exc)) from exc
+
+    wait_until(replaced, timeout_s=60, what="the frozen tunnel to be replaced")
+    print(f"frozen tunnel replaced {time.monotonic() - stopped:.1f} s after it froze")
+    assert "stopped answering" in _record_of_log(sandbox, session_id)
+    res = _nodetunnel(base, "stop", "--all")
+    assert res.returncode == 0, res.stderr
+    wait_no_jobs(sandbox)
+    assert user_processes(ALICE) == []

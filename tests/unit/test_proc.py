@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -338,6 +339,17 @@ def test_stop_ends_a_sleeping_child(sleeper: subprocess.Popen[bytes]) -> None:
     assert time.monotonic() - started < 2
     assert not ref.alive()
     sleeper.wait(timeout=2)  # already reaped by ProcessRef; must not hang
+
+
+@needs_proc
+def test_stop_ends_a_frozen_child_at_once(sleeper: subprocess.Popen[bytes]) -> None:
+    ref = ProcessRef.of(sleeper.pid)
+    assert ref is not None
+    os.kill(sleeper.pid, signal.SIGSTOP)
+    started = time.monotonic()
+    ref.stop(timeout_s=3)  # SIGTERM alone would wait for a SIGCONT
+    assert time.monotonic() - started < 2
+    assert not ref.alive()
 
 
 @needs_proc
