@@ -504,6 +504,8 @@ def list_sessions(
     for r in rows:
         left = r["time_left_s"]
         tunnel = r["tunnel"] if r["here"] else "elsewhere"
+        if r.get("reconnects"):
+            tunnel += f" ({r['reconnects']} reconnects)"
         table.add_row(
             r["session_id"], r["app"], r["cluster"] or "", r["job_id"], r["state"], r["node"],
             "" if left is None else f"{left // 60} min", tunnel,
