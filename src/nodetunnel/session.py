@@ -29,7 +29,14 @@ from typing import Any
 
 from .apps.base import App
 from .config import DEFAULT_WARN_BEFORE_S
-from .errors import JobFailed, NodetunnelError, SshError, TunnelError, UsageError
+from .errors import (
+    JobFailed,
+    NodetunnelError,
+    SshError,
+    TunnelError,
+    UsageError,
+    WaitTimeout,
+)
 from .payload import SOCKET_DIR_TEMPLATE, Environment, parse_endpoint, render_body
 from .proc import NotReady, ProcessRef, spawn, wait_until
 from .scheduler.base import JobRequest, JobState, JobStatus
@@ -49,7 +56,9 @@ Progress = Callable[[str], None]
 DEFAULT_PORT = 8888
 SESSIONS_DIR = ".nodetunnel/sessions"  # relative to the cluster home
 JOB_CHECK_INTERVAL_S = 60.0  # while the tunnel is healthy (sites without pam_slurm_adopt)
-RECONNECT_TIMEOUT_S = 300.0
+RECONNECT_TIMEOUT_S = 300.0  # in the foreground; a detached session tries as long as the job runs
+FAST_RECONNECT_S = 300.0  # retried about every second for this long, then less often
+SLOW_RECONNECT_INTERVAL_S = 15.0
 RECONNECT_ATTEMPT_S = 4.0
 HEARTBEAT_RETRY_S = 5.0
 HEALTH_PROBE_S = 10.0  # an HTTP request through the tunnel this often
@@ -1049,17 +1058,22 @@ class Session:
                 raise NotReady(exc.message) from exc
             return True
 
-        wait_until(
-            attempt,
-            timeout_s=self.reconnect_timeout_s,
-            what="the tunnel to come back",
+        hint = ("check your network; the job keeps running (nodetunnel will cancel it on exit "
+                "unless --keep was given)")  # fmt: skip
+        fast_s = min(self.reconnect_timeout_s, FAST_RECONNECT_S)
+        try:
             # Short and jittered: the tab should work again within seconds of the network.
-            interval_s=0.2,
-            max_interval_s=1.0,
-            jitter_s=0.3,
-            hint="check your network; the job keeps running (nodetunnel will cancel it on exit "
-            "unless --keep was given)",
-        )
+            wait_until(attempt, timeout_s=fast_s, what="the tunnel to come back",
+                       interval_s=0.2, max_interval_s=1.0, jitter_s=0.3, hint=hint)  # fmt: skip
+        except WaitTimeout:
+            if self.reconnect_timeout_s <= fast_s:
+                raise
+            # A long outage (a laptop asleep, offline): keep trying, less often.
+            self._notice(f"no tunnel for {fast_s / 60:.0f} min; trying every "
+                         f"{SLOW_RECONNECT_INTERVAL_S:.0f} s until the job ends")  # fmt: skip
+            wait_until(attempt, timeout_s=self.reconnect_timeout_s - fast_s,
+                       what="the tunnel to come back", interval_s=SLOW_RECONNECT_INTERVAL_S,
+                       max_interval_s=SLOW_RECONNECT_INTERVAL_S, jitter_s=2.0, hint=hint)  # fmt: skip
         self.reconnects += 1
         self._notice(f"tunnel back after {time.monotonic() - started:.1f} s")
         tunnel = self._live_tunnel()  # set again by attempt()
