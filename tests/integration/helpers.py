@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -126,6 +127,45 @@ def _on_the_cluster(pid: int) -> bool:
     return f":name=systemd:/{CGROUP_NAME}/" in text
 
 
+def state_dir(user: str) -> Path:
+    """Where nodetunnel keeps ``user``'s session records on the laptop."""
+    return Path(pwd.getpwnam(user).pw_dir) / ".local" / "state" / "nodetunnel" / "sessions"
+
+
+def runtime_dir(user: str) -> Path:
+    """``user``'s private laptop-side runtime dir (no XDG_RUNTIME_DIR under setpriv)."""
+    return Path(f"/tmp/nodetunnel-{pwd.getpwnam(user).pw_uid}")
+
+
+def end_leftovers(user: str) -> None:
+    """After a failed test: end what nodetunnel left for ``user`` on the laptop, by PID.
+
+    The processes keeping sessions (from the records), their tunnels, then the
+    shared connections of every session directory.
+    """
+    records = sorted(state_dir(user).glob("nt-*.json")) if state_dir(user).is_dir() else []
+    for path in records:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for pid, start in ((record.get("pid"), record.get("pid_start")),
+                           (record.get("tunnel_pid"), record.get("tunnel_start"))):  # fmt: skip
+            if pid and start:
+                ProcessRef(pid, start).stop(timeout_s=3)
+    top = runtime_dir(user)
+    for session_dir in sorted(top.glob("nt-*")) + sorted(top.glob("q-*")):
+        with contextlib.suppress(OSError, ValueError):  # a keeper may remove it meanwhile
+            pid_file = session_dir / "tunnel.pid"
+            if pid_file.exists():
+                pid, start = map(int, pid_file.read_text().split())
+                ProcessRef(pid, start).stop(timeout_s=3)
+            for sock in session_dir.iterdir():
+                if sock.is_socket():
+                    exit_master = ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "nodetunnel"]
+                    run(as_user_argv(user, exit_master), timeout_s=10, check=False)
+
+
 class Cli:
     """A `nodetunnel` process run as a test user, in its own process group (so SIGINT works)."""
 
@@ -167,16 +207,7 @@ class Cli:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
-        uid = pwd.getpwnam(self.user).pw_uid
-        for session_dir in Path(f"/tmp/nodetunnel-{uid}").glob("nt-*"):
-            pid_file = session_dir / "tunnel.pid"
-            if pid_file.exists():
-                pid, start = map(int, pid_file.read_text().split())
-                ProcessRef(pid, start).stop(timeout_s=3)
-            for sock in session_dir.iterdir():
-                if sock.is_socket():
-                    exit_master = ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "nodetunnel"]
-                    run(as_user_argv(self.user, exit_master), timeout_s=10, check=False)
+        end_leftovers(self.user)
 
     def stderr(self) -> str:
         assert self.proc.stderr is not None

@@ -236,6 +236,13 @@ def test_slurm_conf_semantics() -> None:
     assert "ProctrackType=proctrack/cgroup" in text  # needed by pam_slurm_adopt
     assert "PrologFlags=Contain" in text
     assert "AuthInfo=socket=/srv/sb/munge/munge.socket.2" in text
+    # Room for 10 one-CPU sessions for each of two users on two nodes, with the default memory.
+    cpus = [int(c) for c in re.findall(r"^NodeName=\S+ .*\bCPUs=(\d+)", text, re.MULTILINE)]
+    memory = [int(m) for m in re.findall(r"\bRealMemory=(\d+)", text)]
+    (per_cpu,) = (int(m) for m in re.findall(r"^DefMemPerCPU=(\d+)$", text, re.MULTILINE))
+    slots = [min(c, m // per_cpu) for c, m in zip(cpus, memory, strict=True)]
+    assert len(slots) == 3
+    assert sum(slots[:2]) >= 20
     # Every absolute path in the config lies inside the sandbox directory (or is /bin/true).
     for path in re.findall(r"=(/[^\s,]+)", text):
         assert path.startswith("/srv/sb/") or path == "/bin/true", path
