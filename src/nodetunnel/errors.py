@@ -7,6 +7,7 @@ the value) and a ``hint`` (what to do next)::
 
     NodetunnelError                      exit 1  (ExitCode.FAILURE)
     ├── UsageError                       exit 2  bad option or value given by the user
+    │   └── PortInUse                            the local port is taken (by another program)
     ├── PrerequisiteError                exit 3  not root, package missing, unsupported OS
     ├── CommandError                     exit 4  a program failed: argv, exit code, stderr tail
     │   ├── CommandNotFound                      the program is not installed / not on PATH
@@ -62,6 +63,10 @@ class UsageError(NodetunnelError):
     """A value given by the user cannot be used."""
 
     exit_code = ExitCode.USAGE
+
+
+class PortInUse(UsageError):
+    """A local port is taken; without ``--port``, nodetunnel just picks another one."""
 
 
 class PrerequisiteError(NodetunnelError):

@@ -32,6 +32,7 @@ from .config import DEFAULT_WARN_BEFORE_S
 from .errors import (
     JobFailed,
     NodetunnelError,
+    PortInUse,
     SshError,
     TunnelError,
     UsageError,
@@ -61,6 +62,7 @@ FAST_RECONNECT_S = 300.0  # retried about every second for this long, then less 
 SLOW_RECONNECT_INTERVAL_S = 15.0
 RECONNECT_ATTEMPT_S = 4.0
 HEARTBEAT_RETRY_S = 5.0
+PORT_ATTEMPTS = 5
 HEALTH_PROBE_S = 10.0  # an HTTP request through the tunnel this often
 HEALTH_PROBE_TIMEOUT_S = 5.0
 HEALTH_PROBE_FAILURES = 2  # unanswered in a row: the tunnel is re-opened
@@ -110,16 +112,16 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def choose_local_port(requested: int | None) -> int:
+def choose_local_port(requested: int | None, *, avoid: Sequence[int] = ()) -> int:
     """``requested`` if free (else an error), else 8888 if free, else any free port."""
     if requested is not None:
         if not port_is_free(requested):
-            raise UsageError(
+            raise PortInUse(
                 f"local port {requested} is already in use on this machine",
                 hint="choose another with --port, or leave --port out to pick a free one",
             )
         return requested
-    if port_is_free(DEFAULT_PORT):
+    if DEFAULT_PORT not in avoid and port_is_free(DEFAULT_PORT):
         return DEFAULT_PORT
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -619,9 +621,8 @@ class Session:
             )
         # A Unix socket, or (--tcp, old app versions) a loopback port on the node.
         remote = endpoint.get("socket") or f"127.0.0.1:{int(endpoint.get('port', '0'))}"
-        port = choose_local_port(req.local_port)
-        self._say(f"job {job_id} is running on {node}; opening the tunnel on port {port}")
-        self._open_tunnel(node, port, remote)
+        self._say(f"job {job_id} is running on {node}; opening the tunnel")
+        port = self._open_tunnel_on_a_port(node, remote, req.local_port)
         url = f"http://127.0.0.1:{port}{req.app.url_path}?token={self.token}"
         self.info = SessionInfo(
             session_id=self.session_id,
@@ -663,10 +664,9 @@ class Session:
                 message=f"job {job_id} no longer runs on {record.node} ({list(status.nodes)})",
                 hint="stop the session with 'nodetunnel stop' and start a new one",
             )
-        port = record.local_port if record.local_port and port_is_free(record.local_port) else 0
-        port = port or choose_local_port(None)
-        self._say(f"job {job_id} is running on {record.node}; opening the tunnel on port {port}")
-        self._open_tunnel(record.node, port, record.remote)
+        self._say(f"job {job_id} is running on {record.node}; opening the tunnel")
+        port = self._open_tunnel_on_a_port(record.node, record.remote, None,
+                                           prefer=record.local_port)  # fmt: skip
         self.info = SessionInfo(
             session_id=self.session_id,
             job_id=job_id,
@@ -915,26 +915,59 @@ class Session:
             hint="the cluster may be busy: raise --timeout, or ask for fewer resources",
         )
 
+    def _open_tunnel_on_a_port(
+        self, node: str, remote: str, requested: int | None, *, prefer: int | None = None
+    ) -> int:
+        """Open the tunnel on ``requested``, else on ``prefer`` or 8888 or any free port.
+
+        Without ``requested``, a port another program takes between the check
+        and ssh's bind (e.g. sessions started at the same moment) is no error:
+        the next free port is tried instead.
+        """
+        taken: list[int] = []
+        while True:
+            if requested is None and prefer and prefer not in taken and port_is_free(prefer):
+                port = prefer
+            else:
+                port = choose_local_port(requested, avoid=taken)
+            try:
+                self._open_tunnel(node, port, remote)
+            except PortInUse:
+                self.tunnel = None  # its ssh has exited
+                taken.append(port)
+                if requested is not None or len(taken) >= PORT_ATTEMPTS:
+                    raise
+                self._say(f"port {port} was taken just now; trying another")
+                continue
+            self._say(f"tunnel open on 127.0.0.1:{port}")
+            return port
+
     def _open_tunnel(
         self, node: str, port: int, remote: str, *, reach_timeout_s: float = 60
     ) -> None:
+        log = self._local_dir / "tunnel.log"
+        offset = log.stat().st_size if log.exists() else 0  # this attempt's lines start here
         with sigint_deferred():  # never leave a tunnel running that close() does not know
             tunnel = self.tunnel = spawn(
                 self.ssh.forward_argv(node, port, remote),
-                log_path=self._local_dir / "tunnel.log",
+                log_path=log,
             )
             # Recorded so that whoever cleans up after a hard kill can end it by PID.
             (self._local_dir / "tunnel.pid").write_text(f"{tunnel.pid} {tunnel.start_ticks}\n")
-        self._wait_reachable(tunnel, port, reach_timeout_s)
+        self._wait_reachable(tunnel, port, reach_timeout_s, log_offset=offset)
 
-    def _wait_reachable(self, tunnel: ProcessRef, port: int, timeout_s: float = 60) -> None:
+    def _wait_reachable(
+        self, tunnel: ProcessRef, port: int, timeout_s: float = 60, *, log_offset: int = 0
+    ) -> None:
         path = self.req.app.status_path
 
         def probe() -> bool:
             if not tunnel.alive():
-                log = (self._local_dir / "tunnel.log").read_text(errors="replace").strip()
+                with open(self._local_dir / "tunnel.log", "rb") as f:
+                    f.seek(log_offset)
+                    log = f.read().decode(errors="replace").strip()
                 if "Address already in use" in log or "cannot listen" in log:
-                    raise UsageError(
+                    raise PortInUse(
                         f"local port {port} was taken just now by another program",
                         hint="run the command again (or choose a port with --port)",
                     )
