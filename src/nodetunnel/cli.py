@@ -660,7 +660,7 @@ def stop(session_ids: tuple[str, ...], stop_all: bool) -> None:
       nodetunnel stop --all
     """
     from .errors import UsageError
-    from .session import stop_session
+    from .session import stop_sessions
     from .state import SessionStore
 
     store = SessionStore()
@@ -670,8 +670,8 @@ def stop(session_ids: tuple[str, ...], stop_all: bool) -> None:
             hint="see 'nodetunnel list' for the ids",
         )
     records = store.all() if stop_all else [store.find(key) for key in session_ids]
-    for record in records:
-        _progress(stop_session(store, record))
+    for line in stop_sessions(store, records):
+        _progress(line)
     if not records:
         click.echo("no sessions to stop")
 

@@ -476,20 +476,41 @@ def end_orphan_tunnel(record: SessionRecord) -> bool:
     return True
 
 
-def stop_session(store: SessionStore, record: SessionRecord) -> str:
-    """End a session from anywhere: its keeper process, its tunnel, its job, its record."""
-    for pid, start in ((record.pid, record.pid_start), (record.tunnel_pid, record.tunnel_start)):
-        if pid and start:
-            ProcessRef(pid, start).stop(timeout_s=10)  # the keeper cleans up as on Ctrl-C
-    local_dir = private_runtime_dir() / record.session_id
-    close_masters(local_dir)  # if its keeper was killed hard
-    shutil.rmtree(local_dir, ignore_errors=True)
-    with cluster_link(record.jump, record.user, record.ssh_includes) as ssh:
-        Slurm(ssh).cancel(record.job_id)
-        if record.session_dir:
-            ssh.run(["rm", "-rf", "--", record.session_dir], check=False, timeout_s=30)
-    store.remove(record.session_id)
-    return f"stopped {record.session_id} (job {record.job_id} cancelled)"
+def stop_sessions(store: SessionStore, records: Sequence[SessionRecord]) -> list[str]:
+    """End sessions from anywhere: keepers, tunnels, jobs, directories, records.
+
+    Every keeper and tunnel is signalled first, so they shut down together;
+    then, per cluster, one connection runs one ``scancel`` and one ``rm``.
+    """
+    procs = [
+        ProcessRef(pid, start)
+        for r in records
+        for pid, start in ((r.pid, r.pid_start), (r.tunnel_pid, r.tunnel_start))
+        if pid and start
+    ]
+    for proc in procs:
+        proc.signal(signal.SIGTERM)  # a keeper cleans up as on Ctrl-C
+    for proc in procs:
+        proc.stop(timeout_s=10)
+    groups: dict[tuple[tuple[str, ...], str | None, tuple[str, ...]],
+                 tuple[ClusterRef, list[SessionRecord]]] = {}  # fmt: skip
+    for record in records:
+        local_dir = private_runtime_dir() / record.session_id
+        close_masters(local_dir)  # if its keeper was killed hard
+        shutil.rmtree(local_dir, ignore_errors=True)
+        ref = ClusterRef.of(record)
+        groups.setdefault(ref.key, (ref, []))[1].append(record)
+    done = []
+    for ref, group in groups.values():
+        with cluster_link(ref.jump, ref.user, ref.ssh_includes) as ssh:
+            Slurm(ssh).cancel_jobs([r.job_id for r in group])
+            dirs = [r.session_dir for r in group if r.session_dir]
+            if dirs:
+                ssh.run(["rm", "-rf", "--", *dirs], check=False, timeout_s=30)
+        for record in group:
+            store.remove(record.session_id)
+            done.append(f"stopped {record.session_id} (job {record.job_id} cancelled)")
+    return done
 
 
 class Session:

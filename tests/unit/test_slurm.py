@@ -1029,3 +1029,31 @@ def test_named_jobs_is_one_squeue_of_my_jobs() -> None:
     assert list(jobs) == ["7"]
     (call,) = runner.calls
     assert call.argv[:4] == ["squeue", "--me", "--noheader", "--states=all"]
+
+
+def test_cancel_jobs_is_one_scancel_and_tolerates_ended_jobs() -> None:
+    runner = FakeRunner()
+    runner.reply(
+        "scancel",
+        stderr="scancel: error: Kill job error on job id 8: Job/step already completing or completed\n"
+        "scancel: error: Kill job error on job id 9: Invalid job id specified\n",
+        returncode=1,
+    )
+    Slurm(runner).cancel_jobs(["7", "8", "9", "7"])
+    (call,) = runner.calls
+    assert call.argv == ["scancel", "7", "8", "9"]
+    Slurm(runner).cancel_jobs([])  # nothing to do: no call
+    assert len(runner.calls) == 1
+
+
+def test_cancel_jobs_reports_other_errors() -> None:
+    runner = FakeRunner()
+    runner.reply("scancel", stderr="scancel: error: Kill job error on job id 7: Access/permission denied\n",
+                 returncode=1)  # fmt: skip
+    with pytest.raises(SchedulerError, match="could not cancel job"):
+        Slurm(runner).cancel_jobs(["7"])
+
+
+def test_cancel_jobs_refuses_bad_ids() -> None:
+    with pytest.raises(UsageError):
+        Slurm(FakeRunner()).cancel_jobs(["7; rm -rf ~"])

@@ -689,6 +689,29 @@ class Slurm(Scheduler):
             hint=f"check the job with 'squeue -j {jid}'; only your own jobs can be cancelled",
         )
 
+    def cancel_jobs(self, job_ids: Sequence[str]) -> None:
+        """One ``scancel ID ID ...``; jobs that already ended (or are unknown) are no error."""
+        ids = list(dict.fromkeys(check_job_id(j) for j in job_ids))
+        if not ids:
+            return
+        done = self._run(["scancel", *ids])
+        if done.returncode == 0:
+            return
+        problems = [
+            line
+            for line in done.stderr.splitlines()
+            if line.strip()
+            and "invalid job id specified" not in line.lower()
+            and "already completing or completed" not in line.lower()
+        ]
+        if problems:
+            raise self._failed(
+                "scancel",
+                done,
+                f"could not cancel job(s) {', '.join(ids)}",
+                hint="check with 'squeue --me'; only your own jobs can be cancelled",
+            )
+
     def cancel_named(self, job_name: str) -> None:
         """``scancel --me --name NAME``: the user's jobs with that (unique) name, if any."""
         check_value("--job-name", job_name)
