@@ -386,30 +386,44 @@ def _run_app(app_name: str, opts: dict[str, Any]) -> None:
 def _supervisor_command() -> tuple[list[str], dict[str, str]]:
     """This program, re-executed to keep a session in the background (see Session.detach)."""
     import os
+    import site
 
     from . import __file__ as package_init
 
     env = dict(os.environ)
     root = str(Path(package_init).resolve().parent.parent)  # the same nodetunnel, wherever it is
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    usual = {*site.getsitepackages(), site.getusersitepackages(),
+             *env.get("PYTHONPATH", "").split(os.pathsep)}  # fmt: skip
+    if root not in usual:  # e.g. run from a source tree: the ssh it starts keep their path
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     argv = [sys.executable, "-m", "nodetunnel", *(["--debug"] if _debug else []),
             "attach", "--no-browser", "--take-over", str(os.getpid())]  # fmt: skip
     return argv, env
 
 
 def _serve(session: Any, info: Any, *, as_json: bool, browser: bool, detach: bool = False) -> None:
-    """Announce a reachable session, open the browser, keep the tunnel up until the job ends."""
+    """Announce a reachable session, open the browser, keep the tunnel up until the job ends.
+
+    With ``detach`` the background process takes the session over first, so
+    that what is announced is what runs.
+    """
+    keeper = None
+    if detach:
+        command, env = _supervisor_command()
+        keeper = session.detach(command, env=env)
     if as_json:
         _print_json(info.to_json())
     else:
         left = f", {info.time_left_s // 60} min left" if info.time_left_s else ""
+        lease = session.req.lease_s
+        until = f" until the job ends or nothing keeps it for {lease / 60:g} min" if lease else ""
         click.echo(f"\n  {session.req.app.name} is ready: {info.url}\n")
-        if detach:
-            click.echo(f"  job {info.job_id} on {info.node}{left}. Runs in the background: "
+        if keeper is not None:
+            click.echo(f"  job {info.job_id} on {info.node}{left}. Runs in the background{until}: "
                        f"nodetunnel list; nodetunnel stop {info.session_id}")  # fmt: skip
         else:
             if session.req.keep:
-                stop = f"the job keeps running (nodetunnel attach {info.session_id} comes back)"
+                stop = f"the job keeps running{until} (nodetunnel attach {info.session_id})"
             else:
                 stop = "the job is cancelled"
             click.echo(f"  job {info.job_id} on {info.node}{left}. Ctrl-C to stop; {stop}.")
@@ -418,9 +432,7 @@ def _serve(session: Any, info: Any, *, as_json: bool, browser: bool, detach: boo
         import webbrowser
 
         webbrowser.open(session.browser_file().as_uri())
-    if detach:
-        command, env = _supervisor_command()
-        keeper = session.detach(command, env=env)
+    if keeper is not None:
         if not as_json:
             _progress(f"session {info.session_id} continues in process {keeper.pid} "
                       f"(log: {session.log_path()})")  # fmt: skip
@@ -568,20 +580,19 @@ def attach(
     from .state import SessionStore
 
     store = SessionStore()
-    try:
-        record = store.find(session_id)
-    except UsageError:
-        refs = [] if take_over else _cluster_refs(cluster, config_file, every=False)
-        if not refs:
-            raise
-        record = claim(store, refs[0], session_id)  # started on another machine
+    refs = [] if take_over or store.matching(session_id) else _cluster_refs(
+        cluster, config_file, every=False)  # fmt: skip
+    if refs:  # not known here: a session started on another machine?
+        record = claim(store, refs[0], session_id)
         _progress(f"found session {record.session_id} (job {record.job_id}) on {record.cluster}")
+    else:
+        record = store.find(session_id)
     if take_over is not None:  # this is the background process of a detached session
         global _timestamps
         _timestamps = True
         session = Session.resume(record, progress=_progress, store=store)
+        session.adopt(take_over)  # a failure here touches nothing of the session
         with session:
-            session.adopt(take_over)
             _progress(session.watch())
         return
     if record.pid and record.pid_start and ProcessRef(record.pid, record.pid_start).alive():
@@ -670,8 +681,15 @@ def stop(session_ids: tuple[str, ...], stop_all: bool) -> None:
             hint="see 'nodetunnel list' for the ids",
         )
     records = store.all() if stop_all else [store.find(key) for key in session_ids]
-    for line in stop_sessions(store, records):
+    stopped, problems = stop_sessions(store, records)
+    for line in stopped:
         _progress(line)
+    if problems:
+        raise NodetunnelError(
+            "could not cancel " + "; ".join(problems),
+            hint="their tunnels are closed; run the same 'nodetunnel stop' again once the "
+            "cluster can be reached",
+        )
     if not records:
         click.echo("no sessions to stop")
 

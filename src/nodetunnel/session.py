@@ -63,6 +63,7 @@ SLOW_RECONNECT_INTERVAL_S = 15.0
 RECONNECT_ATTEMPT_S = 4.0
 HEARTBEAT_RETRY_S = 5.0
 PORT_ATTEMPTS = 5
+LOG_KEEP_S = 7 * 24 * 3600.0  # a detached session's log, after the session has gone
 HEALTH_PROBE_S = 10.0  # an HTTP request through the tunnel this often
 HEALTH_PROBE_TIMEOUT_S = 5.0
 HEALTH_PROBE_FAILURES = 2  # unanswered in a row: the tunnel is re-opened
@@ -336,13 +337,21 @@ def reconcile(store: SessionStore, clusters: Sequence[ClusterRef] = ()) -> list[
         groups.setdefault(ref.key, (ref, []))[1].append(record)
     for ref in clusters:
         groups.setdefault(ref.key, (ref, []))
+    store.prune_logs(max_age_s=LOG_KEEP_S)
     rows: list[dict[str, Any]] = []
+    stored = {r.job_id for _, records in groups.values() for r in records}
     for ref, records in groups.values():
         jobs: dict[str, tuple[str, JobStatus]] | None = None
         problem = ""
         try:
             with cluster_link(ref.jump, ref.user, ref.ssh_includes) as ssh:
-                jobs = Slurm(ssh).named_jobs(JOB_NAME)
+                slurm = Slurm(ssh)
+                jobs = slurm.named_jobs(JOB_NAME)
+                # A stored job squeue --me did not show (another partition's view, a
+                # renamed job) is asked about by id before it is taken for ended.
+                missing = [r.job_id for r in records if r.job_id not in jobs]
+                for job_id, status in (slurm.status(missing) if missing else {}).items():
+                    jobs[job_id] = ("", status)
                 gone = [r.session_dir for r in records if r.session_dir and
                         _status_in(jobs, r.job_id).state.finished]  # fmt: skip
                 if gone:  # the ended jobs' private directories on the cluster
@@ -351,10 +360,9 @@ def reconcile(store: SessionStore, clusters: Sequence[ClusterRef] = ()) -> list[
             problem = exc.message
         for record in records:
             rows.append(_reconciled(store, record, jobs, problem))
-        known = {r.job_id for r in records}
         for job_id, (name, status) in (jobs or {}).items():
             m = JOB_NAME.fullmatch(name)
-            if job_id in known or m is None or status.state.finished:
+            if job_id in stored or m is None or status.state.finished:
                 continue
             rows.append({
                 "session_id": m["session"], "app": m["app"], "cluster": ref.name,
@@ -424,6 +432,8 @@ def claim(store: SessionStore, cluster: ClusterRef, key: str) -> SessionRecord:
             ids = ", ".join(m["session"] for _, m, _ in found)
             raise UsageError(f"{key!r} matches several sessions: {ids}", hint="give more of the id")
         ((job_id, m, status),) = found
+        if store.matching(job_id):
+            return store.find(job_id)  # known here already: never overwrite its record
         script = (
             'd="$HOME/$1/$2"; m="$3"; printf "\\n%sdir=%s\\n" "$m" "$d"; '
             '[ -r "$d/endpoint" ] && while IFS= read -r l; do printf "%s%s\\n" "$m" "$l"; '
@@ -476,11 +486,15 @@ def end_orphan_tunnel(record: SessionRecord) -> bool:
     return True
 
 
-def stop_sessions(store: SessionStore, records: Sequence[SessionRecord]) -> list[str]:
+def stop_sessions(
+    store: SessionStore, records: Sequence[SessionRecord]
+) -> tuple[list[str], list[str]]:
     """End sessions from anywhere: keepers, tunnels, jobs, directories, records.
 
     Every keeper and tunnel is signalled first, so they shut down together;
     then, per cluster, one connection runs one ``scancel`` and one ``rm``.
+    Returns what was stopped and, per cluster that could not be reached, what
+    was not (those records are kept, so that ``stop`` can be run again).
     """
     procs = [
         ProcessRef(pid, start)
@@ -500,17 +514,23 @@ def stop_sessions(store: SessionStore, records: Sequence[SessionRecord]) -> list
         shutil.rmtree(local_dir, ignore_errors=True)
         ref = ClusterRef.of(record)
         groups.setdefault(ref.key, (ref, []))[1].append(record)
-    done = []
+    done, problems = [], []
     for ref, group in groups.values():
-        with cluster_link(ref.jump, ref.user, ref.ssh_includes) as ssh:
-            Slurm(ssh).cancel_jobs([r.job_id for r in group])
-            dirs = [r.session_dir for r in group if r.session_dir]
-            if dirs:
-                ssh.run(["rm", "-rf", "--", *dirs], check=False, timeout_s=30)
+        try:
+            with cluster_link(ref.jump, ref.user, ref.ssh_includes) as ssh:
+                Slurm(ssh).cancel_jobs([r.job_id for r in group])
+                dirs = [r.session_dir for r in group if r.session_dir]
+                if dirs:
+                    ssh.run(["rm", "-rf", "--", *dirs], check=False, timeout_s=30)
+        except NodetunnelError as exc:  # the other clusters' sessions are still stopped
+            ids = ", ".join(f"{r.session_id} (job {r.job_id})" for r in group)
+            problems.append(f"{ids} on {ref.name or ' -> '.join(ref.jump)}: {exc.message}")
+            continue
         for record in group:
             store.remove(record.session_id)
+            store.remove_log(record.session_id)
             done.append(f"stopped {record.session_id} (job {record.job_id} cancelled)")
-    return done
+    return done, problems
 
 
 class Session:
@@ -553,6 +573,7 @@ class Session:
         self._record: SessionRecord | None = None
         self._handed_over = False  # detach(): the background process owns everything now
         self._job_ended = False  # watch() saw the job end: nothing to cancel or keep
+        self._next_beat = math.inf  # when to check in next for the lease
 
     # ----------------------------------------------------------- lifecycle
     def __enter__(self) -> Session:
@@ -623,6 +644,9 @@ class Session:
         self._say(f"submitted job {job_id}")
 
         status, endpoint = self._wait_for_endpoint(job_id)
+        if req.lease_s:  # the lease runs from now: check in before the tunnel is even up
+            self._next_beat = 0.0
+            self._beat_if_due()
         node = endpoint.get("host", "")
         # Site policy: SSH only to a node SLURM allocated to this user's running job.
         if status.user and status.user != remote_user:
@@ -644,7 +668,7 @@ class Session:
         remote = endpoint.get("socket") or f"127.0.0.1:{int(endpoint.get('port', '0'))}"
         self._say(f"job {job_id} is running on {node}; opening the tunnel")
         port = self._open_tunnel_on_a_port(node, remote, req.local_port)
-        url = f"http://127.0.0.1:{port}{req.app.url_path}?token={self.token}"
+        url = self._url(port)
         self.info = SessionInfo(
             session_id=self.session_id,
             job_id=job_id,
@@ -693,7 +717,7 @@ class Session:
             job_id=job_id,
             node=record.node,
             local_port=port,
-            url=f"http://127.0.0.1:{port}{self.req.app.url_path}?token={self.token}",
+            url=self._url(port),
             remote=record.remote,
             session_dir=record.session_dir,
             time_left_s=status.time_left_s,
@@ -703,7 +727,9 @@ class Session:
 
     def log_path(self) -> Path:
         """Where a background (detached) session writes its progress."""
-        return (self.store.root if self.store else self._local_dir) / f"{self.session_id}.log"
+        if self.store is not None:
+            return self.store.log_path(self.session_id)
+        return self._local_dir / f"{self.session_id}.log"
 
     def detach(
         self, command: Sequence[str], *, env: dict[str, str] | None = None, timeout_s: float = 30
@@ -720,7 +746,8 @@ class Session:
         if self.store is None or self.info is None:
             raise RuntimeError("detach() needs a started session with a store")
         store, log_path = self.store, self.log_path()
-        child = spawn([*command, self.session_id], log_path=log_path, env=env)
+        # Started in the store: never in a directory whose Python files it could import.
+        child = spawn([*command, self.session_id], log_path=log_path, env=env, cwd=store.root)
 
         def taken_over() -> bool:
             record = store.load(self.session_id)
@@ -742,6 +769,9 @@ class Session:
         except BaseException:
             with contextlib.suppress(NodetunnelError):
                 child.stop(timeout_s=5)
+            if not (self._local_dir / "ssh_config").exists():  # it had taken over, then ended
+                self.tunnel = None
+                self._connect()  # so that the clean-up can still reach the cluster
             raise
         self._handed_over = True  # the tunnel, connections, job and record are the child's now
         return child
@@ -773,7 +803,10 @@ class Session:
             session_dir=record.session_dir, time_left_s=left,
         )  # fmt: skip
         self.reconnect_timeout_s = max(RECONNECT_TIMEOUT_S, left or 7 * 24 * 3600)
-        self._save_record(walltime_end=record.walltime_end)
+        self._save_record(walltime_end=record.walltime_end)  # this tells from_pid to go
+        if self.req.lease_s:  # no check-in was possible during the hand-over
+            self._next_beat = 0.0
+            self._beat_if_due()
         self._say(f"session {self.session_id}: keeping the tunnel up in the background "
                   f"(process {os.getpid()})")  # fmt: skip
         return self.info
@@ -1024,7 +1057,7 @@ class Session:
         next_check = time.monotonic() + JOB_CHECK_INTERVAL_S
         end = self._record.walltime_end if self._record else _walltime_end_of(info)
         warn_at = end - self.req.warn_before_s if end and self.req.warn_before_s else None
-        next_beat = time.monotonic() if self.req.lease_s else math.inf
+        self._next_beat = time.monotonic() if self.req.lease_s else math.inf
         next_probe, unanswered = time.monotonic() + HEALTH_PROBE_S, 0
         while True:
             tunnel = self.tunnel
@@ -1041,8 +1074,7 @@ class Session:
                 if warn_at is not None and end is not None and time.time() >= warn_at:
                     warn_at = None
                     self._notice(walltime_warning(job_id, end))
-                if time.monotonic() >= next_beat:
-                    next_beat = time.monotonic() + self._heartbeat()
+                self._beat_if_due()
                 if time.monotonic() < next_check:
                     time.sleep(poll_s)
                     continue
@@ -1064,29 +1096,41 @@ class Session:
             return False
         return True
 
-    def _heartbeat(self) -> float:
-        """Check in for the lease (the job ends itself without it); seconds until the next."""
+    def _url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}{self.req.app.url_path}?token={self.token}"
+
+    def _beat_if_due(self, *, timeout_s: float = 30) -> None:
+        """Check in for the lease when it is time (the job ends itself without check-ins)."""
         lease_s = self.req.lease_s
-        if lease_s is None:
-            return math.inf
+        if lease_s is None or time.monotonic() < self._next_beat:
+            return
         script = 'date +%s > "$1.tmp" && mv -f "$1.tmp" "$1"'
         try:
             self.ssh.run(["sh", "-c", script, "sh", f"{self.session_dir}/heartbeat"],
-                         timeout_s=30)  # fmt: skip
+                         timeout_s=timeout_s)  # fmt: skip
         except NodetunnelError as exc:
             self._notice(f"could not check in for the lease (will retry): {exc.message}")
-            return HEARTBEAT_RETRY_S
-        return heartbeat_interval_s(lease_s)
+            self._next_beat = time.monotonic() + HEARTBEAT_RETRY_S
+            return
+        self._next_beat = time.monotonic() + heartbeat_interval_s(lease_s)
 
     def _job_finished(self, job_id: str) -> str | None:
         """Why the job has ended, or None if it runs or SLURM cannot be asked now (no network)."""
         try:
             status = self.slurm.status_of(job_id)
-        except SshError:
-            return None  # the path is down; reconnecting will tell
-        if status.state.finished:
-            return job_end_message(job_id, status.state)
-        return None
+        except NodetunnelError as exc:  # no network, a busy controller: ask again later
+            if not isinstance(exc, SshError):
+                self._notice(f"could not ask SLURM about job {job_id} (will retry): {exc.message}")
+            return None
+        if not status.state.finished:
+            return None
+        why = job_end_message(job_id, status.state)
+        if status.state == JobState.CANCELLED and self.req.lease_s:
+            with contextlib.suppress(NodetunnelError):
+                ended = self._read_remote("ended")  # written by the job when its lease expired
+                if ended and ended.strip():
+                    why = f"job {job_id} ended: {ended.strip()}"
+        return why
 
     def _reconnect(self, info: SessionInfo) -> None:
         self._notice("the tunnel dropped; reconnecting")
@@ -1096,24 +1140,39 @@ class Session:
                 self.tunnel.stop(timeout_s=3)
             self.tunnel = None
 
+        job_ended = False
+
         def attempt() -> bool:
+            nonlocal job_ended
+            self._beat_if_due(timeout_s=10)  # the login node may answer while the node does not
             try:
                 # A short attempt: one started while the path was down may wait on TCP
                 # retransmissions long after it is back; a fresh one connects at once.
                 self._open_tunnel(info.node, info.local_port, info.remote,
                                   reach_timeout_s=RECONNECT_ATTEMPT_S)  # fmt: skip
+            except PortInUse as exc:
+                self.tunnel = None  # its ssh could not bind the port, and has exited
+                old_port = info.local_port
+                info.local_port = choose_local_port(None, avoid=[old_port])
+                info.url = self._url(info.local_port)
+                self._notice(f"port {old_port} was taken by another program meanwhile; the "
+                             f"session moves to port {info.local_port}: {info.url}")  # fmt: skip
+                raise NotReady(exc.message) from exc
             except NodetunnelError as exc:
                 if self.tunnel is not None:
                     with contextlib.suppress(NodetunnelError):
                         self.tunnel.stop(timeout_s=3)
                     self.tunnel = None
                 if self._job_finished(info.job_id):
+                    job_ended = True
                     return True  # nothing to reconnect to; watch() reports the end
                 raise NotReady(exc.message) from exc
             return True
 
-        hint = ("check your network; the job keeps running (nodetunnel will cancel it on exit "
-                "unless --keep was given)")  # fmt: skip
+        if self.req.keep:
+            hint = "check your network; the job keeps running ('nodetunnel attach' comes back)"
+        else:
+            hint = "check your network; the job is cancelled now (start with --keep to keep it)"
         fast_s = min(self.reconnect_timeout_s, FAST_RECONNECT_S)
         try:
             # Short and jittered: the tab should work again within seconds of the network.
@@ -1128,13 +1187,15 @@ class Session:
             wait_until(attempt, timeout_s=self.reconnect_timeout_s - fast_s,
                        what="the tunnel to come back", interval_s=SLOW_RECONNECT_INTERVAL_S,
                        max_interval_s=SLOW_RECONNECT_INTERVAL_S, jitter_s=2.0, hint=hint)  # fmt: skip
+        if job_ended:
+            return
         self.reconnects += 1
         self._notice(f"tunnel back after {time.monotonic() - started:.1f} s")
         tunnel = self._live_tunnel()  # set again by attempt()
         if self.store is not None and self._record is not None and tunnel is not None:
             self._record = dataclasses.replace(
                 self._record, tunnel_pid=tunnel.pid, tunnel_start=tunnel.start_ticks,
-                reconnects=self.reconnects,
+                reconnects=self.reconnects, local_port=info.local_port, url=info.url,
             )  # fmt: skip
             self.store.save(self._record)
 

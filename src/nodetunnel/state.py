@@ -121,6 +121,23 @@ class SessionStore:
         with self._locked():
             path.unlink(missing_ok=True)
 
+    def log_path(self, session_id: str) -> Path:
+        """Where a detached session's keeper writes (kept a while after the session ends)."""
+        return self._path(session_id).with_suffix(".log")
+
+    def remove_log(self, session_id: str) -> None:
+        self.log_path(session_id).unlink(missing_ok=True)
+
+    def prune_logs(self, *, max_age_s: float) -> None:
+        """Remove the logs of sessions that are gone, once older than ``max_age_s``."""
+        if not self.root.is_dir():
+            return
+        cutoff = time.time() - max_age_s
+        for log in self.root.glob("nt-*.log"):
+            with contextlib.suppress(OSError):
+                if not log.with_suffix(".json").exists() and log.stat().st_mtime < cutoff:
+                    log.unlink()
+
     def load(self, session_id: str) -> SessionRecord:
         path = self._path(session_id)
         try:
@@ -146,11 +163,15 @@ class SessionStore:
                 records.append(self.load(path.stem))
         return sorted(records, key=lambda r: r.created)
 
-    def find(self, key: str) -> SessionRecord:
-        """A session by its id, a unique prefix of it, or its job id."""
+    def matching(self, key: str) -> list[SessionRecord]:
+        """Sessions whose id or job id is ``key``, else those whose id starts with it."""
         records = self.all()
         exact = [r for r in records if key in (r.session_id, r.job_id)]
-        matches = exact or [r for r in records if r.session_id.startswith(key)]
+        return exact or [r for r in records if r.session_id.startswith(key)]
+
+    def find(self, key: str) -> SessionRecord:
+        """A session by its id, a unique prefix of it, or its job id."""
+        matches = self.matching(key)
         if len(matches) == 1:
             return matches[0]
         if not matches:

@@ -416,8 +416,15 @@ def test_extra_args_refused(arg: str, match: str) -> None:
     assert info.value.hint
 
 
+@pytest.mark.parametrize("arg", ["--job-name=x", "--job=x", "-J", "-Jx", "-OJx"])
+def test_a_job_name_of_ones_own_is_refused(arg: str) -> None:
+    # list and attach find a session's job by the name nodetunnel gives it.
+    with pytest.raises(UsageError, match="names the job after the session"):
+        check_extra_arg(arg)
+
+
 def test_extra_args_with_a_letter_inside_a_value_are_fine() -> None:
-    assert check_extra_arg("-JMyWork") == "-JMyWork"  # -J takes the rest: no -M, no -W
+    assert check_extra_arg("-pMyWork") == "-pMyWork"  # -p takes the rest: no -M, no -W
     assert check_extra_arg("--cluster-constraint=x") == "--cluster-constraint=x"
 
 

@@ -70,3 +70,33 @@ def test_bad_ids_and_unreadable_records(tmp_path: Path) -> None:
     with pytest.raises(NodetunnelError, match="unreadable"):
         store.load("nt-0123abcd")
     assert store.all() == []  # skipped, not fatal
+
+
+def test_matching_is_find_without_the_errors(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    store.save(_record("nt-0123abcd", "101"))
+    store.save(_record("nt-0123ffff", "102"))
+    assert [r.job_id for r in store.matching("nt-0123")] == ["101", "102"]
+    assert [r.job_id for r in store.matching("102")] == ["102"]
+    assert store.matching("nt-9") == []
+
+
+def test_logs_of_gone_sessions_are_pruned_when_old(tmp_path: Path) -> None:
+    import os
+    import time
+
+    store = SessionStore(tmp_path)
+    store.save(_record("nt-0123abcd", "101"))
+    live, gone_old, gone_new = (store.log_path(i) for i in ("nt-0123abcd", "nt-00000001",
+                                                            "nt-00000002"))  # fmt: skip
+    for log in (live, gone_old, gone_new):
+        log.write_text("x\n")
+    week_ago = time.time() - 8 * 24 * 3600
+    for log in (live, gone_old):
+        os.utime(log, (week_ago, week_ago))
+    store.prune_logs(max_age_s=7 * 24 * 3600)
+    assert live.exists()  # its session is still there
+    assert not gone_old.exists()
+    assert gone_new.exists()  # recent: it may tell why the session ended
+    store.remove_log("nt-00000002")
+    assert not gone_new.exists()

@@ -69,10 +69,11 @@ DENIED_OPTIONS: dict[str, str] = {
     "error": "nodetunnel keeps the job log in the session directory, to report failures",
     "chdir": "use --workdir, which the app starts in",
     "hold": "a held job would never start the app",
+    "job-name": "nodetunnel names the job after the session, to find it again",
 }
 _DENIED_SHORT = {
     "a": "array", "W": "wait", "M": "clusters", "o": "output", "e": "error", "D": "chdir",
-    "H": "hold",
+    "H": "hold", "J": "job-name",
 }  # fmt: skip
 #: sbatch's short options that take no argument (so a cluster like -HW goes on).
 _NO_ARG_SHORT = frozenset("HhIOQsuvVW")
@@ -656,7 +657,7 @@ class Slurm(Scheduler):
         """The user's jobs whose name matches ``name_pattern``, recently ended ones included:
         one ``squeue --me --states=all`` call (``{job id: (name, status)}``)."""
         done = self._run(
-            ["squeue", "--me", "--noheader", "--states=all", f"--format={NAMED_FORMAT}"]
+            ["squeue", "--me", "--noheader", "--states=all", "--all", f"--format={NAMED_FORMAT}"]
         )
         if done.returncode != 0:
             raise self._failed("squeue", done, "could not list your jobs")
