@@ -415,3 +415,65 @@ def test_job_end_message_names_the_cause() -> None:
     assert "node failed" in session_mod.job_end_message("7", JobState.NODE_FAIL)
     assert "was cancelled" in session_mod.job_end_message("7", JobState.CANCELLED)
     assert session_mod.job_end_message("7", JobState.ENDED).startswith("job 7 ended (ENDED)")
+
+
+# ---------------------------------------------------------------- the hand-over
+_TAKE_OVER = """
+import os, sys
+from pathlib import Path
+from nodetunnel.state import SessionStore
+from nodetunnel.proc import ProcessRef
+store = SessionStore(Path(sys.argv[1]))
+record = store.load(sys.argv[2])
+me = ProcessRef.of(os.getpid())
+record.pid, record.pid_start = me.pid, me.start_ticks
+store.save(record)
+import time
+time.sleep(30)
+"""
+
+
+def _started(tmp_path: Path) -> Session:
+    from nodetunnel.state import SessionRecord, SessionStore
+
+    store = SessionStore(tmp_path / "store")
+    s = Session(request(), store=store)
+    s._local_dir.mkdir(mode=0o700)
+    (s._local_dir / "ssh_config").write_text("# the session's\n")
+    s.info = _info("http://127.0.0.1:8888/lab?token=T")
+    store.save(SessionRecord(session_id=s.session_id, app="jupyter", job_id="123",
+                             jump=["login", "gateway"], pid=os.getpid()))  # fmt: skip
+    return s
+
+
+def test_detach_returns_once_the_background_process_has_taken_over(runtime: Path,
+                                                                  tmp_path: Path) -> None:  # fmt: skip
+    import sys
+
+    s = _started(tmp_path)
+    code = [sys.executable, "-c", _TAKE_OVER, str(tmp_path / "store")]
+    child = s.detach(
+        code, env={**os.environ, "PYTHONPATH": str(Path(session_mod.__file__).parents[1])}
+    )
+    try:
+        assert s.store is not None
+        assert s.store.load(s.session_id).pid == child.pid
+        assert child.pid != os.getpid()
+        s.close()  # after the hand-over: touches nothing
+        assert (s._local_dir / "ssh_config").exists()
+        assert s.store.load(s.session_id).pid == child.pid
+    finally:
+        child.stop(timeout_s=5)
+
+
+def test_detach_reports_a_background_process_that_dies(runtime: Path, tmp_path: Path) -> None:
+    import sys
+
+    s = _started(tmp_path)
+    code = [sys.executable, "-c", "import sys; print('cannot start: no such thing'); sys.exit(3)"]
+    with pytest.raises(session_mod.TunnelError) as err:
+        s.detach(code)
+    assert "ended before it took the session over" in err.value.message
+    assert "cannot start: no such thing" in err.value.message
+    assert s.log_path().name in (err.value.hint or "")
+    assert not s._handed_over  # the usual clean-up is still to run
