@@ -64,6 +64,7 @@ class LaunchRequest:
     keep: bool = False
     tcp: bool = False  # listen on 127.0.0.1:PORT on the node instead of a Unix socket
     ssh: SshSettings = dataclasses.field(default_factory=SshSettings)
+    job_check_interval_s: float = JOB_CHECK_INTERVAL_S
 
 
 @dataclasses.dataclass
@@ -372,6 +373,7 @@ class Session:
             ssh_includes=tuple(record.ssh_includes),
             local_port=record.local_port or None,
             keep=True,  # re-attaching never cancels the job; 'nodetunnel stop' does
+            job_check_interval_s=record.job_check_interval_s or JOB_CHECK_INTERVAL_S,
         )
         session = cls(req, progress=progress, store=store, cluster=record.cluster,
                       session_id=record.session_id)  # fmt: skip
@@ -533,6 +535,7 @@ class Session:
             tunnel_pid=tunnel.pid if tunnel else None,
             tunnel_start=tunnel.start_ticks if tunnel else None,
             reconnects=self.reconnects,
+            job_check_interval_s=self.req.job_check_interval_s,
         )
         self._record = record
         self.store.save(record)
@@ -698,21 +701,22 @@ class Session:
 
         The tunnel's own failure is the main signal: keepalives end it when the
         path dies, and where pam_slurm_adopt is used the job's end ends it too.
-        SLURM is asked then, and otherwise only once a minute. A dropped tunnel
-        is re-opened on the same local port, so the browser tab keeps working.
+        SLURM is asked then, and otherwise every ``job_check_interval_s`` (a minute
+        by default). A dropped tunnel is re-opened on the same local port, so the
+        browser tab keeps working.
         """
         info = self.info
         if info is None or self.job_id is None:
             raise RuntimeError("watch() needs a started session")
         job_id = self.job_id
-        next_check = time.monotonic() + JOB_CHECK_INTERVAL_S
+        next_check = time.monotonic() + self.req.job_check_interval_s
         while True:
             tunnel = self.tunnel
             if tunnel is not None and tunnel.alive():
                 if time.monotonic() < next_check:
                     time.sleep(poll_s)
                     continue
-                next_check = time.monotonic() + JOB_CHECK_INTERVAL_S
+                next_check = time.monotonic() + self.req.job_check_interval_s
             finished = self._job_finished(job_id)
             if finished:
                 return finished

@@ -51,6 +51,7 @@ class SessionRecord:
     tunnel_pid: int | None = None
     tunnel_start: int | None = None
     reconnects: int = 0
+    job_check_interval_s: float | None = None  # None (older records): the default
 
     def to_json(self) -> dict[str, Any]:
         return {"version": RECORD_VERSION, **dataclasses.asdict(self)}
