@@ -49,6 +49,10 @@ JOB_CHECK_INTERVAL_S = 60.0  # while the tunnel is healthy (sites without pam_sl
 RECONNECT_TIMEOUT_S = 300.0
 RECONNECT_ATTEMPT_S = 4.0
 _MARK = "nodetunnel-"  # prefix of the lines we parse from remote output
+# A job that ran and is back in the queue (requeued): its app is lost.
+_REQUEUED = frozenset(
+    {JobState.PENDING, JobState.REQUEUED, JobState.REQUEUE_HOLD, JobState.REQUEUE_FED}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -732,6 +736,8 @@ class Session:
             return None  # the path is down; reconnecting will tell
         if status.state.finished:
             return f"job {job_id} ended ({status.state.value})"
+        if status.state in _REQUEUED:  # watch() runs only after the job ran
+            return f"job {job_id} was requeued by SLURM ({status.state.value}); its app is gone"
         return None
 
     def _reconnect(self, info: SessionInfo) -> None:

@@ -411,6 +411,9 @@ class _Status:
         (JobState.SUSPENDED, None),
         (JobState.NODE_FAIL, "job 7 ended (NODE_FAIL)"),
         (JobState.ENDED, "job 7 ended (ENDED)"),
+        # Requeued after it ran (a node failure with --requeue, preemption): the app is lost.
+        (JobState.PENDING, "job 7 was requeued by SLURM (PENDING); its app is gone"),
+        (JobState.REQUEUED, "job 7 was requeued by SLURM (REQUEUED); its app is gone"),
     ],
 )
 def test_job_finished_says_why_the_session_ends(
