@@ -370,6 +370,7 @@ def _run_app(app_name: str, opts: dict[str, Any]) -> None:
         ssh_includes=(str(settings.ssh_config),) if settings.ssh_config else (),
         local_port=opts["port"], start_timeout_s=opts["timeout_s"], keep=opts["keep"],
         tcp=opts["tcp"], warn_before_s=settings.warn_before_s, lease_s=settings.lease_s,
+        job_check_interval_s=settings.job_check_interval_s,
     )  # fmt: skip
     if opts["dry_run"]:
         click.echo(plan(req), nl=False)
@@ -778,7 +779,7 @@ def _show_settings(settings: Any, known: dict[str, str]) -> None:
         title += f", app {settings.app}"
     table = Table(title=escape(title), title_justify="left")
     for col in ("field", "value", "source"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col == "source")
     file_source = f"config file {settings.config_path}"
     for name, value, source in settings.items():
         if source.startswith(file_source):  # the path is printed above the table

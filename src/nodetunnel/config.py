@@ -116,6 +116,9 @@ FIELDS: tuple[Field, ...] = (
     Field("ssh_config", "path", "connection",
           "extra ssh config file to Include after ~/.ssh/config (relative: to this file)",
           '"~/.ssh/config.d/mylab"'),
+    Field("job_check_interval_s", "pos_int", "connection",
+          "seconds between questions to SLURM about the job while the tunnel is up (default 60)",
+          "60"),
     Field("partition", "str", "resources", "SLURM partition (sbatch --partition)", '"gpu"'),
     Field("gres", "str", "resources", "generic resources (sbatch --gres)", '"gpu:1"'),
     Field("gpus", "str_or_int", "resources",
@@ -752,6 +755,7 @@ class Settings:
     jump: tuple[str, ...] = ()
     user: str | None = None
     ssh_config: Path | None = None
+    job_check_interval_s: int = 60
     partition: str | None = None
     gres: str | None = None
     gpus: str | None = None

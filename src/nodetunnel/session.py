@@ -68,6 +68,10 @@ HEALTH_PROBE_S = 10.0  # an HTTP request through the tunnel this often
 HEALTH_PROBE_TIMEOUT_S = 5.0
 HEALTH_PROBE_FAILURES = 2  # unanswered in a row: the tunnel is re-opened
 _MARK = "nodetunnel-"  # prefix of the lines we parse from remote output
+# A job that ran and is back in the queue (requeued): its app is lost.
+_REQUEUED = frozenset(
+    {JobState.PENDING, JobState.REQUEUED, JobState.REQUEUE_HOLD, JobState.REQUEUE_FED}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +89,7 @@ class LaunchRequest:
     ssh: SshSettings = dataclasses.field(default_factory=SshSettings)
     warn_before_s: float | None = 600  # warn this long before the time limit (None: never)
     lease_s: float | None = None  # the job ends itself when nobody checks in for this long
+    job_check_interval_s: float = JOB_CHECK_INTERVAL_S
 
 
 @dataclasses.dataclass
@@ -573,6 +578,7 @@ class Session:
         self._record: SessionRecord | None = None
         self._handed_over = False  # detach(): the background process owns everything now
         self._job_ended = False  # watch() saw the job end: nothing to cancel or keep
+        self._requeued = False  # watch() saw SLURM requeue the job: cancel it, whatever keep says
         self._next_beat = math.inf  # when to check in next for the lease
 
     # ----------------------------------------------------------- lifecycle
@@ -614,6 +620,7 @@ class Session:
             keep=True,  # re-attaching never cancels the job; 'nodetunnel stop' does
             warn_before_s=record.warn_before_s,
             lease_s=record.lease_s,
+            job_check_interval_s=record.job_check_interval_s or JOB_CHECK_INTERVAL_S,
         )
         session = cls(req, progress=progress, notice=notice, store=store, cluster=record.cluster,
                       session_id=record.session_id)  # fmt: skip
@@ -843,6 +850,7 @@ class Session:
             reconnects=self.reconnects,
             warn_before_s=self.req.warn_before_s,
             lease_s=self.req.lease_s,
+            job_check_interval_s=self.req.job_check_interval_s,
         )
         self._record = record
         self.store.save(record)
@@ -860,7 +868,12 @@ class Session:
                 except NodetunnelError as exc:
                     problems.append(f"the tunnel (PID {self.tunnel.pid}): {exc.message}")
                 self.tunnel = None
-            if self._submitted and not keep and not self._job_ended:
+            if self._requeued and self.job_id is not None:
+                try:
+                    self.slurm.cancel(self.job_id)
+                except NodetunnelError as exc:
+                    problems.append(f"requeued job {self.job_id} may run again: {exc.message}")
+            elif self._submitted and not keep and not self._job_ended:
                 try:
                     if self.job_id is not None:
                         self._say(f"cancelling job {self.job_id}")
@@ -1044,17 +1057,18 @@ class Session:
 
         The tunnel's own failure is the main signal: keepalives end it when the
         path dies, and where pam_slurm_adopt is used the job's end ends it too.
-        SLURM is asked then, and otherwise only once a minute. An HTTP probe
-        through the tunnel every few seconds catches a tunnel whose ssh lives
-        on but forwards nothing. A dropped tunnel is re-opened on the same
-        local port, so the browser tab keeps working. Along the way: the
-        warning before the time limit, and the lease check-ins.
+        SLURM is asked then, and otherwise every ``job_check_interval_s`` (a
+        minute by default). An HTTP probe through the tunnel every few seconds
+        catches a tunnel whose ssh lives on but forwards nothing. A dropped
+        tunnel is re-opened on the same local port, so the browser tab keeps
+        working. Along the way: the warning before the time limit, and the lease
+        check-ins.
         """
         info = self.info
         if info is None or self.job_id is None:
             raise RuntimeError("watch() needs a started session")
         job_id = self.job_id
-        next_check = time.monotonic() + JOB_CHECK_INTERVAL_S
+        next_check = time.monotonic() + self.req.job_check_interval_s
         end = self._record.walltime_end if self._record else _walltime_end_of(info)
         warn_at = end - self.req.warn_before_s if end and self.req.warn_before_s else None
         self._next_beat = time.monotonic() if self.req.lease_s else math.inf
@@ -1078,7 +1092,7 @@ class Session:
                 if time.monotonic() < next_check:
                     time.sleep(poll_s)
                     continue
-                next_check = time.monotonic() + JOB_CHECK_INTERVAL_S
+                next_check = time.monotonic() + self.req.job_check_interval_s
             finished = self._job_finished(job_id)
             if finished:
                 self._job_ended = True
@@ -1122,6 +1136,10 @@ class Session:
             if not isinstance(exc, SshError):
                 self._notice(f"could not ask SLURM about job {job_id} (will retry): {exc.message}")
             return None
+        if status.state in _REQUEUED:  # watch() runs only after the job ran
+            self._requeued = True
+            return (f"job {job_id} was requeued by SLURM ({status.state.value}); its app is "
+                    "gone, so nodetunnel cancels it")  # fmt: skip
         if not status.state.finished:
             return None
         why = job_end_message(job_id, status.state)

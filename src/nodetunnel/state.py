@@ -53,6 +53,7 @@ class SessionRecord:
     reconnects: int = 0
     warn_before_s: float | None = None
     lease_s: float | None = None
+    job_check_interval_s: float | None = None  # None (older records): the default
 
     def to_json(self) -> dict[str, Any]:
         return {"version": RECORD_VERSION, **dataclasses.asdict(self)}

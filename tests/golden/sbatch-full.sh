@@ -12,6 +12,7 @@
 #SBATCH --gpus=a100:1
 #SBATCH --chdir='/home/alice/my project'
 #SBATCH --output=/home/alice/.nodetunnel/logs/%j.log
+#SBATCH --no-requeue
 #SBATCH --mail-type=END
 #SBATCH '--comment=my lab'"'"'s notebook'
 #SBATCH --exclusive

@@ -5,6 +5,7 @@
 #SBATCH --qos=back"\\"slash
 #SBATCH --chdir='/home/alice/with space'
 #SBATCH --output='/home/alice/log #%j.out'
+#SBATCH --no-requeue
 #SBATCH '--comment=x #SBATCH --partition=evil'
 : end of the SBATCH directives
 true

@@ -118,6 +118,30 @@ def user_processes(user: str) -> list[str]:
     ]
 
 
+def node_processes(user: str, node: str) -> list[str]:
+    """The user's live processes on one host of the mini-cluster (e.g. a job's app on node1)."""
+    out = subprocess.run(["ps", "-ww", "-u", user, "-o", "pid=,stat=,args="], capture_output=True,
+                         text=True, check=False).stdout  # fmt: skip
+    return [
+        line
+        for line in out.splitlines()
+        if line.split()[1][0] not in "ZX" and _cgroup_of(int(line.split()[0])) == node
+    ]
+
+
+def _cgroup_of(pid: int) -> str | None:
+    """The mini-cluster host whose cgroup ``pid`` is in (one PID namespace with the laptop)."""
+    try:
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        _, hierarchy, path = line.split(":", 2)
+        if hierarchy == "name=systemd" and path.startswith(f"/{CGROUP_NAME}/"):
+            return path.split("/")[2]
+    return None
+
+
 def _on_the_cluster(pid: int) -> bool:
     """True for processes of the mini-cluster's hosts (one PID namespace with the laptop)."""
     try:

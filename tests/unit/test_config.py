@@ -142,6 +142,7 @@ default_cluster = "lab"
 jump = ["login.example.org", "gw"]
 user = "jdoe"
 ssh_config = "extra_ssh_config"
+job_check_interval_s = 30
 partition = "gpu"
 gres = "gpu:a100:1"
 gpus = 2
@@ -176,6 +177,7 @@ lease = 45
     assert settings.mem == "16000"
     assert settings.time == "90"
     assert settings.cpus_per_task == 8
+    assert settings.job_check_interval_s == 30
     assert settings.sbatch_args == ("--exclude=gpu-01", "--nice=10")
     assert settings.modules == ("cuda/12", "miniconda")
     assert settings.venv == "~/venvs/lab"  # a path on the cluster: not expanded here
@@ -502,6 +504,7 @@ def test_line_unknown_for_inline_tables_still_names_the_file(tmp_path: Path) -> 
         ("cpus_per_task = 0", "must be a positive integer, not 0 (an integer)"),
         ("cpus_per_task = true", "must be a positive integer, not True (a boolean)"),
         ("cpus_per_task = 2.5", "must be a positive integer, not 2.5 (a number)"),
+        ("job_check_interval_s = 0", "must be a positive integer, not 0 (an integer)"),
         ("partition = 5", "must be a string, not 5 (an integer)"),
         ('partition = ["a"]', "must be a string, not ['a'] (a list)"),
         ("jump = 5", "must be a list of host names, not 5 (an integer)"),
@@ -741,6 +744,23 @@ def test_job_request() -> None:
     assert job.job_name == "nodetunnel-jupyter"
     assert Settings().job_request("x").partition is None
     assert Settings().jump_spec is None
+
+
+def test_job_check_interval_defaults_to_the_sessions_and_is_a_connection_setting(
+    tmp_path: Path,
+) -> None:
+    from nodetunnel.session import JOB_CHECK_INTERVAL_S
+
+    assert Settings().job_check_interval_s == JOB_CHECK_INTERVAL_S
+    assert resolve("swc", {}).source("job_check_interval_s") == SOURCE_DEFAULT
+    path = write(tmp_path, "[clusters.swc]\njob_check_interval_s = 5\n")
+    settings = resolve("swc", {}, path)
+    assert settings.job_check_interval_s == 5
+    assert settings.source("job_check_interval_s") == f"config file {path}"
+    assert "job_check_interval_s" not in config.APP_KEYS  # not a command-line option
+    bad = write(tmp_path, "[clusters.swc.jupyter]\njob_check_interval_s = 5\n", "app.toml")
+    with pytest.raises(UsageError, match="unknown key 'job_check_interval_s'"):
+        load_config(bad)
 
 
 def test_settings_field_names_match_the_profile_fields() -> None:

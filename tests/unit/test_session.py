@@ -22,11 +22,12 @@ import pytest
 
 from nodetunnel import session as session_mod
 from nodetunnel.apps import JUPYTER
-from nodetunnel.errors import UsageError
+from nodetunnel.errors import SshError, UsageError
 from nodetunnel.payload import Environment
 from nodetunnel.proc import NotReady
-from nodetunnel.scheduler import JobRequest
+from nodetunnel.scheduler import JobRequest, JobState, JobStatus
 from nodetunnel.session import (
+    JOB_CHECK_INTERVAL_S,
     LaunchRequest,
     Session,
     SessionInfo,
@@ -36,6 +37,7 @@ from nodetunnel.session import (
     probe_http,
     sigint_deferred,
 )
+from nodetunnel.state import SessionRecord, SessionStore
 
 
 def free_port() -> int:
@@ -477,3 +479,64 @@ def test_detach_reports_a_background_process_that_dies(runtime: Path, tmp_path: 
     assert "cannot start: no such thing" in err.value.message
     assert s.log_path().name in (err.value.hint or "")
     assert not s._handed_over  # the usual clean-up is still to run
+
+
+# ------------------------------------------------------------- watching the job
+class _Status:
+    """Stands in for Slurm.status_of: the given state, or the given error."""
+
+    def __init__(self, answer: JobState | Exception) -> None:
+        self.answer = answer
+
+    def status_of(self, job_id: str) -> JobStatus:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return JobStatus(job_id, self.answer, nodelist="node1", nodes=("node1",))
+
+
+@pytest.mark.parametrize(
+    ("state", "said"),
+    [
+        (JobState.RUNNING, None),
+        (JobState.SUSPENDED, None),
+        (
+            JobState.NODE_FAIL,
+            "job 7 ended because its node failed (NODE_FAIL); the session is over",
+        ),
+        (JobState.ENDED, "job 7 ended (ENDED); the session is over"),
+        # Requeued after it ran (a node failure with --requeue, preemption): the app is lost.
+        (
+            JobState.PENDING,
+            "job 7 was requeued by SLURM (PENDING); its app is gone, so nodetunnel cancels it",
+        ),
+        (
+            JobState.REQUEUED,
+            "job 7 was requeued by SLURM (REQUEUED); its app is gone, so nodetunnel cancels it",
+        ),
+    ],
+)
+def test_job_finished_says_why_the_session_ends(
+    runtime: Path, state: JobState, said: str | None
+) -> None:
+    s = Session(request())
+    s.slurm = _Status(state)  # type: ignore[assignment]
+    assert s._job_finished("7") == said
+    assert s._requeued == (said is not None and "requeued" in said)
+
+
+def test_job_finished_is_none_when_slurm_cannot_be_asked(runtime: Path) -> None:
+    s = Session(request())
+    s.slurm = _Status(SshError(["ssh"], 255, "", message="no route"))  # type: ignore[assignment]
+    assert s._job_finished("7") is None
+
+
+def test_job_check_interval_is_kept_by_resumed_sessions(runtime: Path, tmp_path: Path) -> None:
+    assert request().job_check_interval_s == JOB_CHECK_INTERVAL_S
+    record = SessionRecord(
+        session_id="nt-0123abcd", app="jupyter", job_id="7", jump=["login", "gateway"],
+        job_check_interval_s=5.0,
+    )  # fmt: skip
+    store = SessionStore(tmp_path / "sessions")
+    assert Session.resume(record, store=store).req.job_check_interval_s == 5.0
+    old = SessionRecord(session_id="nt-0123abcd", app="jupyter", job_id="7", jump=["login"])
+    assert Session.resume(old, store=store).req.job_check_interval_s == JOB_CHECK_INTERVAL_S

@@ -232,6 +232,7 @@ def test_sbatch_reads_back_exactly_the_full_request() -> None:
         "--gpus=a100:1",
         "--chdir=/home/alice/my project",
         "--output=/home/alice/.nodetunnel/logs/%j.log",
+        "--no-requeue",
         "--mail-type=END",
         "--comment=my lab's notebook",
         "--exclusive",
@@ -239,13 +240,20 @@ def test_sbatch_reads_back_exactly_the_full_request() -> None:
     ]
 
 
-def test_minimal_request_only_names_the_job() -> None:
-    assert render_header(JobRequest()) == "#!/bin/sh\n#SBATCH --job-name=nodetunnel\n"
+def test_minimal_request_only_names_the_job_and_is_not_requeued() -> None:
+    assert render_header(JobRequest()) == (
+        "#!/bin/sh\n#SBATCH --job-name=nodetunnel\n#SBATCH --no-requeue\n"
+    )
+
+
+def test_an_extra_requeue_comes_after_no_requeue_so_it_wins() -> None:
+    header = render_header(JobRequest(extra_args=("--requeue",)))
+    assert sbatch_argv(header) == ["--job-name=nodetunnel", "--no-requeue", "--requeue"]
 
 
 def test_the_body_cannot_add_directives() -> None:
     script = job_script(JobRequest(), "#SBATCH --partition=evil\necho hi\n")
-    assert sbatch_argv(script) == ["--job-name=nodetunnel"]
+    assert sbatch_argv(script) == ["--job-name=nodetunnel", "--no-requeue"]
     assert f"\n{END_OF_DIRECTIVES}\n#SBATCH --partition=evil\n" in script
 
 
@@ -302,8 +310,8 @@ def test_hostile_values_in_every_field_are_read_back_literally(field: str) -> No
 def test_hostile_extra_args_are_read_back_literally() -> None:
     args = tuple(f"--comment={v}" for v in HOSTILE)
     header = render_header(JobRequest(extra_args=args))
-    assert sbatch_argv(header) == ["--job-name=nodetunnel", *args]
-    assert [shlex.split(line)[1:] for line in directive_lines(header)][1:] == [[a] for a in args]
+    assert sbatch_argv(header) == ["--job-name=nodetunnel", "--no-requeue", *args]
+    assert [shlex.split(line)[1:] for line in directive_lines(header)][2:] == [[a] for a in args]
 
 
 def test_rendered_script_with_hostile_values_runs_harmlessly(tmp_path: Path) -> None:
@@ -319,7 +327,7 @@ def test_rendered_script_with_hostile_values_runs_harmlessly(tmp_path: Path) -> 
         )
         assert (res.returncode, res.stdout, res.stderr) == (0, "body-ran\n", ""), value
         assert not (tmp_path / "canary").exists(), value
-        assert len(sbatch_argv(script.read_text())) == len(STRING_FIELDS) + 1
+        assert len(sbatch_argv(script.read_text())) == len(STRING_FIELDS) + 2  # + --no-requeue
 
 
 @pytest.mark.parametrize("field", STRING_FIELDS)

@@ -30,6 +30,16 @@ def test_save_load_round_trip_with_private_files(tmp_path: Path) -> None:
     assert not list((tmp_path / "sessions").glob("*.tmp"))  # written by rename, nothing left
 
 
+def test_job_check_interval_is_kept_and_old_records_still_load(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    store.save(_record(job_check_interval_s=5.0))
+    assert store.load("nt-0123abcd").job_check_interval_s == 5.0
+    data = json.loads((tmp_path / "nt-0123abcd.json").read_text())
+    del data["job_check_interval_s"]  # written before the setting existed
+    (tmp_path / "nt-0123abcd.json").write_text(json.dumps(data))
+    assert store.load("nt-0123abcd").job_check_interval_s is None
+
+
 def test_public_view_has_no_token(tmp_path: Path) -> None:
     data = _record().public()
     assert "token" not in data

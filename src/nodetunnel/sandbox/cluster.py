@@ -83,6 +83,7 @@ PAM_ADOPT_PATHS = [
     )
 ]
 SETUP_HINT = "run ./scripts/setup (it apt-get installs them), then try again"
+SLURMD_ARGV = ["/usr/sbin/slurmd", "-D"]
 
 # Sets up one host inside its fresh namespaces, then idles; argv: NAME HOSTDIR ETC_SLURM.
 HOLDER_SCRIPT = r"""set -eu
@@ -426,7 +427,7 @@ class Sandbox:
         self._say("waiting for slurmctld")
         wait_until(lambda: self._ping_slurmctld(state), timeout_s=20, what="slurmctld to answer")
         for n in topo.nodes:
-            self._start(state, n.name, "slurmd", ["/usr/sbin/slurmd", "-D"])
+            self._start(state, n.name, "slurmd", SLURMD_ARGV)
         self._write_state(state)
 
         self._say("waiting for sshd on every host")
@@ -632,6 +633,30 @@ class Sandbox:
         out = self.run_in("gateway", ["sdiag"], state=state, timeout_s=10, check=False)
         m = re.search(r"Main schedule statistics.*?Total cycles:\s*(\d+)", out, re.DOTALL)
         return bool(m and int(m.group(1)) > 0)
+
+    # --------------------------------------------------------------- faults
+    def start_slurmd(self, node: str) -> bool:
+        """Start slurmd on ``node`` again if it is not running (after a fault test killed it).
+
+        It is recorded like the one ``up`` started, so ``status`` and ``down`` know it.
+        Returns whether it had to be started. slurmctld takes the node back once it
+        registers (ReturnToService=2) and has it end what is left of jobs that ended
+        while it was gone.
+        """
+        with self._locked():
+            state = self._read_state()
+            key = f"{node}/slurmd"
+            if not state or key not in state.get("processes", {}):
+                raise SandboxError(
+                    f"there is no slurmd for {node!r} in this sandbox",
+                    hint="see 'nodetunnel sandbox status' for its nodes",
+                )
+            ref = state["processes"][key]
+            if ProcessRef(int(ref["pid"]), int(ref["start"])).alive():
+                return False
+            self._start(state, node, "slurmd", SLURMD_ARGV)
+            self._write_state(state)
+            return True
 
     # ----------------------------------------------------------------- down
     def down(self) -> list[str]:

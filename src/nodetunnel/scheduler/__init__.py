@@ -7,6 +7,7 @@
 #SBATCH --job-name=nodetunnel
 #SBATCH --partition=gpu
 #SBATCH --gres=gpu:1
+#SBATCH --no-requeue
 : end of the SBATCH directives
 exec app
 

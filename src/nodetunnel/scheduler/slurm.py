@@ -51,6 +51,9 @@ DIRECTIVES: tuple[tuple[str, str], ...] = (
     ("output", "--output"),
 )
 
+#: Written into every job script, after the fields and before the extra arguments.
+NO_REQUEUE = "--no-requeue"
+
 #: squeue's output, one job per line. ``|`` cannot occur in a job id, state
 #: name, node list, time, user name or start time; the reason comes last and is
 #: split off with ``maxsplit`` so even a free-text reason cannot shift fields.
@@ -198,13 +201,20 @@ def _directives(req: JobRequest) -> Iterator[tuple[str, str]]:
 
 
 def render_header(req: JobRequest) -> str:
-    """``#!/bin/sh`` and one ``#SBATCH --option=VALUE`` line per set field, values quoted.
+    """``#!/bin/sh``, one ``#SBATCH --option=VALUE`` line per set field (values quoted),
+    ``#SBATCH --no-requeue``, then the extra arguments.
+
+    ``--no-requeue``: when the node fails, SLURM would otherwise put the job back
+    in the queue and later start the app again, with a new socket and without
+    its kernels, behind the user's back; without requeue the job ends as
+    NODE_FAIL and the session says so. An extra ``--requeue`` comes later, so wins.
 
     Raises :class:`UsageError` naming the option for a value that cannot be
     written safely (empty, or containing a newline or another control character).
     """
     lines = [SHEBANG]
     lines += [f"#SBATCH {option}={sbatch_quote(value)}" for option, value in _directives(req)]
+    lines.append(f"#SBATCH {NO_REQUEUE}")
     lines += [f"#SBATCH {sbatch_quote(check_extra_arg(arg))}" for arg in req.extra_args]
     return "\n".join(lines) + "\n"
 
