@@ -1,0 +1,1 @@
+"""Benchmarks of nodetunnel on the mini-cluster (see benchmarks/run.py and scripts/bench)."""

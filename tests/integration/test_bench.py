@@ -1,0 +1,86 @@
+"""scripts/bench --quick on the mini-cluster: every metric is measured, the JSON is well-formed.
+
+No time or rate thresholds here: how fast nodetunnel is, and what it costs, is
+what the benchmark reports (scripts/bench), not what a test asserts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from benchmarks import run as bench
+
+from .helpers import ALICE, squeue, state_dir, user_processes
+
+HOSTS = {"login", "gateway", "node1", "node2"}
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+@pytest.mark.usefixtures("laptop_nodetunnel")  # skips (or fails in CI) without the /opt venvs
+def test_quick_benchmark_measures_every_metric(sandbox, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    # The sandbox fixture holds the sandbox lock for this test session already.
+    assert bench.main(["--quick", "--output", str(out)], lock_held=True) == 0
+    data = json.loads(out.read_text())
+    assert data["version"] == bench.RESULT_VERSION
+    assert data["settings"]["quick"] is True
+    assert data["machine"]["cpus"] >= 1
+
+    # 1. Time from the command to a working URL: jupyter, attach, --detach.
+    for key in ("jupyter", "attach", "detach", "ctrl_c_s", "cli_start_s"):
+        s = data["startup"][key]
+        assert s["n"] == len(s["samples"]) >= 1, key
+        assert all(_number(s[k]) and s[k] > 0 for k in ("min", "median", "max")), s
+        assert s["min"] <= s["median"] <= s["max"]
+    assert set(data["startup"]["jupyter_phases"]) == {
+        "connect_s",
+        "app_start_s",
+        "poll_lag_s",
+        "tunnel_s",
+    }
+    assert all(_number(v["median"]) for v in data["startup"]["jupyter_phases"].values())
+
+    # 2. SSH handshakes per host (sshd logs) for each scenario.
+    hs = data["handshakes"]
+    for key in ("foreground_session", "attach", "detached_list_stop", "plain_ssh_forward"):
+        assert set(hs[key]) == HOSTS | {"total"}, key
+        assert all(_count(v) for v in hs[key].values()), hs[key]
+        assert hs[key]["total"] == sum(hs[key][h] for h in HOSTS)
+    assert set(hs["detached_steps"]) == {"detach", "hold", "list", "stop"}
+
+    # 3. Scheduler queries while a session is kept (foreground, detached) and per command.
+    sc = data["scheduler"]
+    for key in ("foreground_hold", "detached_hold"):
+        q = sc[key]
+        assert q["duration_s"] > 0
+        assert all(_count(q[c]) for c in ("squeue", "sbatch", "scancel", "total")), q
+        assert _number(q["per_minute"])
+        assert len(q["at_s"]) == q["total"]
+        assert _count(q["slurmctld_rpcs"]), q  # slurmctld's own count was read
+    assert len(sc["per_command"]) == 5
+    for counts in sc["per_command"].values():
+        assert all(_count(counts[c]) for c in ("squeue", "sbatch", "scancel", "total"))
+
+    # 4. Throughput through nodetunnel's tunnel and through plain ssh -L.
+    tp = data["throughput"]
+    assert tp["file_mb"] == bench.QUICK.file_mb
+    for key in ("nodetunnel_mb_s", "plain_ssh_mb_s", "ratio"):
+        assert _number(tp[key]), tp
+        assert tp[key] > 0, tp
+
+    # The table was printed; the benchmark left nothing behind.
+    assert "tunnel throughput" in capsys.readouterr().out
+    assert squeue(sandbox) == []
+    assert user_processes(ALICE) == []
+    assert list(sandbox.paths.user_home(ALICE).glob("nt-bench-*")) == []
+    assert list(state_dir(ALICE).glob("nt-*")) == []
