@@ -63,6 +63,7 @@ SLOW_RECONNECT_INTERVAL_S = 15.0
 RECONNECT_ATTEMPT_S = 4.0
 HEARTBEAT_RETRY_S = 5.0
 PORT_ATTEMPTS = 5
+RUNNING_CHECK_S = 3.0  # while a running job's app starts: how often SLURM is asked
 LOG_KEEP_S = 7 * 24 * 3600.0  # a detached session's log, after the session has gone
 HEALTH_PROBE_S = 10.0  # an HTTP request through the tunnel this often
 HEALTH_PROBE_TIMEOUT_S = 5.0
@@ -943,9 +944,18 @@ class Session:
         return done.stdout.strip()
 
     def _wait_for_endpoint(self, job_id: str) -> tuple[JobStatus, dict[str, str]]:
-        last_line = ""
+        """Wait for the job to run, then for its app to publish where it listens.
 
-        def probe() -> tuple[JobStatus, dict[str, str]] | None:
+        While the job waits in the queue, SLURM is asked with a backoff up to 3 s.
+        Once it runs, the endpoint file is read about every 0.2-1 s (the app is
+        moments away) and SLURM is asked only every few seconds, to notice a
+        job that died meanwhile.
+        """
+        last_line = ""
+        deadline = time.monotonic() + self.req.start_timeout_s
+
+        def ask() -> JobStatus:
+            """SLURM's view, as a progress line; a job or app that failed raises JobFailed."""
             nonlocal last_line
             status = self.slurm.status_of(job_id)
             line = f"job {job_id}: {status.describe()}"
@@ -967,20 +977,31 @@ class Session:
                     + (f"\n--- end of the job log ---\n{tail}" if tail else ""),
                     hint="fix the cause above and run the command again",
                 )
-            if status.state == JobState.RUNNING:
-                text = self._read_remote("endpoint")
-                if text:
-                    return status, parse_endpoint(text)
-            raise NotReady(line)
+            return status
 
-        return wait_until(
-            probe,
-            timeout_s=self.req.start_timeout_s,
-            what=f"job {job_id} to start the app",
-            interval_s=0.3,
-            max_interval_s=3.0,
-            hint="the cluster may be busy: raise --timeout, or ask for fewer resources",
-        )
+        def runs() -> JobStatus:
+            status = ask()
+            if status.state != JobState.RUNNING:
+                raise NotReady(last_line)
+            return status
+
+        hint = "the cluster may be busy: raise --timeout, or ask for fewer resources"
+        what = f"job {job_id} to start the app"
+        status = wait_until(runs, timeout_s=self.req.start_timeout_s, what=what,
+                            interval_s=0.3, max_interval_s=3.0, hint=hint)  # fmt: skip
+        asked = time.monotonic()
+
+        def published() -> tuple[JobStatus, dict[str, str]]:
+            nonlocal status, asked
+            if time.monotonic() - asked >= RUNNING_CHECK_S:
+                status, asked = ask(), time.monotonic()
+            text = self._read_remote("endpoint")
+            if text:
+                return status, parse_endpoint(text)
+            raise NotReady(f"job {job_id} runs; its app has not published its endpoint yet")
+
+        return wait_until(published, timeout_s=max(1.0, deadline - time.monotonic()),
+                          what=what, interval_s=0.2, max_interval_s=1.0, hint=hint)  # fmt: skip
 
     def _open_tunnel_on_a_port(
         self, node: str, remote: str, requested: int | None, *, prefer: int | None = None
