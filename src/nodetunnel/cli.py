@@ -456,7 +456,7 @@ def _cluster_refs(cluster: str | None, config_file: Path | None, every: bool) ->
     from .session import ClusterRef
 
     names: list[str | None] = (
-        list(sorted(config.load_config(config_file).clusters)) if every else [cluster]
+        [*sorted(config.load_config(config_file).clusters)] if every else [cluster]
     )
     refs = []
     for name in names:

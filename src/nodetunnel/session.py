@@ -88,7 +88,7 @@ class LaunchRequest:
     keep: bool = False
     tcp: bool = False  # listen on 127.0.0.1:PORT on the node instead of a Unix socket
     ssh: SshSettings = dataclasses.field(default_factory=SshSettings)
-    warn_before_s: float | None = 600  # warn this long before the time limit (None: never)
+    warn_before_s: float | None = DEFAULT_WARN_BEFORE_S  # before the time limit (None: never)
     lease_s: float | None = None  # the job ends itself when nobody checks in for this long
     job_check_interval_s: float = JOB_CHECK_INTERVAL_S
 
@@ -292,12 +292,14 @@ def job_end_message(job_id: str, state: JobState) -> str:
     return f"job {job_id} {words} ({state.value}); the session is over"
 
 
-def _walltime_end_of(info: SessionInfo) -> float | None:
-    return time.time() + info.time_left_s if info.time_left_s else None
+def _marked(out: str) -> dict[str, str]:
+    """The ``nodetunnel-KEY=VALUE`` lines of remote output (login scripts may print too)."""
+    lines = (ln.removeprefix(_MARK) for ln in out.splitlines() if ln.startswith(_MARK))
+    return parse_endpoint("\n".join(lines))
 
 
-def _walltime_end(status: JobStatus) -> float | None:
-    return time.time() + status.time_left_s if status.time_left_s else None
+def _walltime_end(time_left_s: int | None) -> float | None:
+    return time.time() + time_left_s if time_left_s else None
 
 
 def process_alive(pid: int | None, start: int | None) -> bool:
@@ -326,6 +328,21 @@ class ClusterRef:
 JOB_NAME = re.compile(r"nodetunnel-(?P<app>[a-z0-9_]+)-(?P<session>nt-[0-9a-f]{8})")
 
 
+def _by_cluster(
+    records: Sequence[SessionRecord], clusters: Sequence[ClusterRef] = ()
+) -> dict[tuple[tuple[str, ...], str | None, tuple[str, ...]],
+          tuple[ClusterRef, list[SessionRecord]]]:  # fmt: skip
+    """Records grouped by the cluster connection they need (plus ``clusters``, maybe empty)."""
+    groups: dict[tuple[tuple[str, ...], str | None, tuple[str, ...]],
+                 tuple[ClusterRef, list[SessionRecord]]] = {}  # fmt: skip
+    for record in records:
+        ref = ClusterRef.of(record)
+        groups.setdefault(ref.key, (ref, []))[1].append(record)
+    for ref in clusters:
+        groups.setdefault(ref.key, (ref, []))
+    return groups
+
+
 def reconcile(store: SessionStore, clusters: Sequence[ClusterRef] = ()) -> list[dict[str, Any]]:
     """Every session with its job's state: one SLURM query per cluster.
 
@@ -336,13 +353,7 @@ def reconcile(store: SessionStore, clusters: Sequence[ClusterRef] = ()) -> list[
     started on another laptop) is listed with ``here: False``; ``claim``
     makes it attachable.
     """
-    groups: dict[tuple[tuple[str, ...], str | None, tuple[str, ...]],
-                 tuple[ClusterRef, list[SessionRecord]]] = {}  # fmt: skip
-    for record in store.all():
-        ref = ClusterRef.of(record)
-        groups.setdefault(ref.key, (ref, []))[1].append(record)
-    for ref in clusters:
-        groups.setdefault(ref.key, (ref, []))
+    groups = _by_cluster(store.all(), clusters)
     store.prune_logs(max_age_s=LOG_KEEP_S)
     rows: list[dict[str, Any]] = []
     stored = {r.job_id for _, records in groups.values() for r in records}
@@ -447,8 +458,7 @@ def claim(store: SessionStore, cluster: ClusterRef, key: str) -> SessionRecord:
             'printf "%stoken=%s\\n" "$m" "$(cat "$d/token")"'
         )
         out = ssh.run(["sh", "-c", script, "sh", SESSIONS_DIR, m["session"], _MARK]).stdout
-    fields = parse_endpoint("\n".join(ln for ln in out.splitlines() if ln.startswith(_MARK)))
-    get = {k.removeprefix(_MARK): v for k, v in fields.items()}
+    get = _marked(out)
     if not get.get("host") or not get.get("token"):
         raise UsageError(
             f"session {m['session']} (job {job_id}, {status.state.value}) has not started its "
@@ -468,7 +478,7 @@ def claim(store: SessionStore, cluster: ClusterRef, key: str) -> SessionRecord:
         cluster=cluster.name, user=cluster.user, ssh_includes=list(cluster.ssh_includes),
         node=get["host"], remote=get.get("socket") or f"127.0.0.1:{int(get.get('port', '0'))}",
         token=get["token"], session_dir=get["dir"], url_path=app.url_path,
-        status_path=app.status_path, walltime_end=_walltime_end(status), keep=True,
+        status_path=app.status_path, walltime_end=_walltime_end(status.time_left_s), keep=True,
         warn_before_s=DEFAULT_WARN_BEFORE_S,
         lease_s=float(get["lease"]) if get.get("lease", "").isdigit() else None,
     )  # fmt: skip
@@ -512,14 +522,11 @@ def stop_sessions(
         proc.signal(signal.SIGTERM)  # a keeper cleans up as on Ctrl-C
     for proc in procs:
         proc.stop(timeout_s=10)
-    groups: dict[tuple[tuple[str, ...], str | None, tuple[str, ...]],
-                 tuple[ClusterRef, list[SessionRecord]]] = {}  # fmt: skip
     for record in records:
         local_dir = private_runtime_dir() / record.session_id
         close_masters(local_dir)  # if its keeper was killed hard
         shutil.rmtree(local_dir, ignore_errors=True)
-        ref = ClusterRef.of(record)
-        groups.setdefault(ref.key, (ref, []))[1].append(record)
+    groups = _by_cluster(records)
     done, problems = [], []
     for ref, group in groups.values():
         try:
@@ -687,7 +694,7 @@ class Session:
             session_dir=session_dir,
             time_left_s=status.time_left_s,
         )
-        self._save_record(walltime_end=_walltime_end(status))
+        self._save_record(walltime_end=_walltime_end(status.time_left_s))
         return self.info
 
     def reattach(self) -> SessionInfo:
@@ -730,7 +737,7 @@ class Session:
             session_dir=record.session_dir,
             time_left_s=status.time_left_s,
         )
-        self._save_record(walltime_end=_walltime_end(status))
+        self._save_record(walltime_end=_walltime_end(status.time_left_s))
         return self.info
 
     def log_path(self) -> Path:
@@ -922,10 +929,9 @@ class Session:
         out = self.ssh.run(
             ["sh", "-c", script, "sh", SESSIONS_DIR, self.session_id, _MARK], input=self.token
         ).stdout
-        # Login scripts may print; only our marked lines count.
-        fields = parse_endpoint("\n".join(ln for ln in out.splitlines() if ln.startswith(_MARK)))
+        fields = _marked(out)
         try:
-            return fields[_MARK + "dir"], fields[_MARK + "user"]
+            return fields["dir"], fields["user"]
         except KeyError:
             raise NodetunnelError(
                 f"could not create the session directory on {self.ssh.submit_host}: "
@@ -1090,7 +1096,7 @@ class Session:
             raise RuntimeError("watch() needs a started session")
         job_id = self.job_id
         next_check = time.monotonic() + self.req.job_check_interval_s
-        end = self._record.walltime_end if self._record else _walltime_end_of(info)
+        end = self._record.walltime_end if self._record else _walltime_end(info.time_left_s)
         warn_at = end - self.req.warn_before_s if end and self.req.warn_before_s else None
         self._next_beat = time.monotonic() if self.req.lease_s else math.inf
         next_probe, unanswered = time.monotonic() + HEALTH_PROBE_S, 0

@@ -686,19 +686,7 @@ class Slurm(Scheduler):
 
     def cancel(self, job_id: str) -> None:
         """``scancel JOBID``; a job that already ended (or is unknown) is not an error."""
-        jid = check_job_id(job_id)
-        done = self._run(["scancel", jid])
-        if done.returncode == 0:
-            return
-        low = done.stderr.lower()
-        if "invalid job id specified" in low or "already completing or completed" in low:
-            return
-        raise self._failed(
-            "scancel",
-            done,
-            f"could not cancel job {jid}",
-            hint=f"check the job with 'squeue -j {jid}'; only your own jobs can be cancelled",
-        )
+        self.cancel_jobs([job_id])
 
     def cancel_jobs(self, job_ids: Sequence[str]) -> None:
         """One ``scancel ID ID ...``; jobs that already ended (or are unknown) are no error."""
@@ -719,8 +707,8 @@ class Slurm(Scheduler):
             raise self._failed(
                 "scancel",
                 done,
-                f"could not cancel job(s) {', '.join(ids)}",
-                hint="check with 'squeue --me'; only your own jobs can be cancelled",
+                f"could not cancel job {', '.join(ids)}",
+                hint=f"check with 'squeue -j {','.join(ids)}'; only your own jobs can be cancelled",
             )
 
     def cancel_named(self, job_name: str) -> None:
