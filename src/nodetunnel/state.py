@@ -54,6 +54,7 @@ class SessionRecord:
     warn_before_s: float | None = None
     lease_s: float | None = None
     job_check_interval_s: float | None = None  # None (older records): the default
+    scheduler: str = "slurm"  # the backend that runs the job (older records: SLURM)
 
     def to_json(self) -> dict[str, Any]:
         return {"version": RECORD_VERSION, **dataclasses.asdict(self)}

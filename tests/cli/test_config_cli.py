@@ -312,4 +312,7 @@ def test_help_teaches_with_an_example(path: list[str]) -> None:
 
 
 def test_cli_app_choices_match_the_library() -> None:
-    assert cli_module._CONFIG_APPS == config.APPS
+    from nodetunnel.cli import config as config_commands
+
+    assert config_commands._CONFIG_APPS == config.APPS
+    assert set(cli_module.cli.commands) >= set(config.APPS)  # one command per app recipe

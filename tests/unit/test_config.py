@@ -142,6 +142,7 @@ default_cluster = "lab"
 jump = ["login.example.org", "gw"]
 user = "jdoe"
 ssh_config = "extra_ssh_config"
+scheduler = "slurm"
 job_check_interval_s = 30
 partition = "gpu"
 gres = "gpu:a100:1"
@@ -764,10 +765,13 @@ def test_job_check_interval_defaults_to_the_sessions_and_is_a_connection_setting
 
 
 def test_settings_field_names_match_the_profile_fields() -> None:
-    import dataclasses
+    from nodetunnel.config import FIELD_NAMES
 
-    names = [f.name for f in dataclasses.fields(Settings)]
-    assert names[: len(Settings.field_names())] == list(Settings.field_names())
+    assert Settings.field_names() == ("cluster", *FIELD_NAMES)
+    for name in Settings.field_names():  # every profile field is an attribute
+        getattr(Settings(), name)
+    with pytest.raises(AttributeError):
+        _ = Settings().no_such_field
 
 
 # ----------------------------------------------------------- starter file

@@ -20,24 +20,33 @@ from pathlib import Path
 
 import pytest
 
-from nodetunnel import session as session_mod
 from nodetunnel.apps import JUPYTER
-from nodetunnel.errors import SshError, UsageError
-from nodetunnel.payload import Environment
+from nodetunnel.errors import SshError, TunnelError, UsageError
 from nodetunnel.proc import NotReady
 from nodetunnel.scheduler import JobRequest, JobState, JobStatus
 from nodetunnel.session import (
     JOB_CHECK_INTERVAL_S,
+    Environment,
     LaunchRequest,
     Session,
     SessionInfo,
     choose_local_port,
+    keeper,
+    lifecycle,
     plan,
     port_is_free,
-    probe_http,
     sigint_deferred,
 )
+from nodetunnel.session import tunnel as tunnel_mod
 from nodetunnel.state import SessionRecord, SessionStore
+from nodetunnel.transport import ClusterRef
+
+SRC = Path(lifecycle.__file__).parents[2]  # what PYTHONPATH needs for nodetunnel
+
+
+def probe_http(port: int, path: str, token: str, timeout_s: float = 5) -> int:
+    """The tunnel's probe as JupyterLab's recipe authenticates it."""
+    return tunnel_mod.probe_http(port, path, JUPYTER.auth_headers(token), timeout_s=timeout_s)
 
 
 def free_port() -> int:
@@ -60,9 +69,11 @@ def listener() -> Iterator[socket.socket]:
 
 
 def request(**kw: object) -> LaunchRequest:
+    jump = kw.pop("jump", ("login", "gateway"))
+    user = kw.pop("user", None)
     args: dict[str, object] = {
         "app": JUPYTER,
-        "jump": ("login", "gateway"),
+        "cluster": ClusterRef(None, jump, user),  # type: ignore[arg-type]
         "job": JobRequest(partition="gpu", gres="gpu:1", time="2:00:00", mem="16G"),
     }
     args.update(kw)
@@ -89,19 +100,15 @@ def test_choose_local_port_refuses_a_taken_requested_port(listener: socket.socke
     assert "--port" in info.value.hint
 
 
-def test_choose_local_port_default_when_free(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert session_mod.DEFAULT_PORT == 8888
+def test_choose_local_port_default_when_free() -> None:
+    assert JUPYTER.preferred_port == 8888
     port = free_port()  # stands in for 8888, which may be taken on this machine
-    monkeypatch.setattr(session_mod, "DEFAULT_PORT", port)
-    assert choose_local_port(None) == port
+    assert choose_local_port(None, preferred=port) == port
 
 
-def test_choose_local_port_another_when_default_taken(
-    monkeypatch: pytest.MonkeyPatch, listener: socket.socket
-) -> None:
+def test_choose_local_port_another_when_default_taken(listener: socket.socket) -> None:
     taken = listener.getsockname()[1]
-    monkeypatch.setattr(session_mod, "DEFAULT_PORT", taken)
-    port = choose_local_port(None)
+    port = choose_local_port(None, preferred=taken)
     assert port != taken
     assert 0 < port < 65536
     assert port_is_free(port)
@@ -239,8 +246,8 @@ def test_sigint_deferred_in_a_thread_is_a_no_op() -> None:
 # -------------------------------------------------------------------------- plan
 def test_plan_shows_script_submit_and_tunnel(monkeypatch: pytest.MonkeyPatch) -> None:
     sentinel = "SENTINEL-TOKEN-never-in-a-plan"
-    monkeypatch.setattr(session_mod.secrets, "token_urlsafe", lambda _n=32: sentinel)
-    monkeypatch.setattr(session_mod.secrets, "token_hex", lambda _n=4: "deadbeef")
+    monkeypatch.setattr(lifecycle.secrets, "token_urlsafe", lambda _n=32: sentinel)
+    monkeypatch.setattr(lifecycle.secrets, "token_hex", lambda _n=4: "deadbeef")
     text = plan(request(user="alice"))
     lines = text.splitlines()
     assert "#!/bin/sh" in lines
@@ -316,9 +323,10 @@ def test_session_is_set_up_without_connecting(runtime: Path) -> None:
     assert s.req.job.job_name == s.job_name
     assert s.req.job.partition == "gpu"
     assert len(s.token) >= 32
-    assert s.ssh.jump == ["login", "gateway"]
-    assert s.ssh.config_path.parent.parent == runtime
-    assert not s.ssh.config_path.exists()  # nothing written before start()
+    ssh = s.transport.ssh  # type: ignore[attr-defined]
+    assert ssh.jump == ["login", "gateway"]
+    assert ssh.config_path.parent.parent == runtime
+    assert not ssh.config_path.exists()  # nothing written before start()
     # A second session gets its own ID and token.
     other = Session(request())
     assert (other.session_id, other.token) != (s.session_id, s.token)
@@ -326,7 +334,7 @@ def test_session_is_set_up_without_connecting(runtime: Path) -> None:
 
 def test_browser_file_is_private_and_escaped(runtime: Path) -> None:
     s = Session(request())
-    s._local_dir.mkdir(mode=0o700)  # start() makes it
+    s.local_dir.mkdir(mode=0o700)  # start() makes it
     url = "http://127.0.0.1:8888/lab?token=a&b=\"<c>'d"
     s.info = _info(url)
     old = os.umask(0o000)  # even with a lax umask the page is 0600
@@ -334,7 +342,7 @@ def test_browser_file_is_private_and_escaped(runtime: Path) -> None:
         page = s.browser_file()
     finally:
         os.umask(old)
-    assert page.parent == s._local_dir
+    assert page.parent == s.local_dir
     assert page.parent.parent == runtime
     st = page.stat()
     assert stat.S_IMODE(st.st_mode) == 0o600
@@ -350,7 +358,7 @@ def test_browser_file_is_private_and_escaped(runtime: Path) -> None:
 
 def test_browser_file_overwrites_and_stays_private(runtime: Path) -> None:
     s = Session(request())
-    s._local_dir.mkdir(mode=0o700)
+    s.local_dir.mkdir(mode=0o700)
     s.info = _info("http://127.0.0.1:8888/lab?token=first")
     s.browser_file()
     s.info = _info("http://127.0.0.1:8888/lab?token=second")
@@ -368,9 +376,9 @@ def test_browser_file_needs_a_started_session(runtime: Path) -> None:
 def test_session_without_start_cleans_up_locally(runtime: Path) -> None:
     said: list[str] = []
     with Session(request(), progress=said.append) as s:
-        s._local_dir.mkdir(mode=0o700)
-        (s._local_dir / "x").write_text("x")
-    assert not s._local_dir.exists()
+        s.local_dir.mkdir(mode=0o700)
+        (s.local_dir / "x").write_text("x")
+    assert not s.local_dir.exists()
     assert said == []  # nothing submitted, nothing to cancel
 
 
@@ -394,9 +402,9 @@ def test_session_info_to_json() -> None:
 # --------------------------------------------------------------- session life
 @pytest.mark.parametrize(("lease_s", "every_s"), [(10, 3.33), (60, 20), (1800, 300), (86400, 300)])
 def test_heartbeat_interval(lease_s: float, every_s: float) -> None:
-    assert session_mod.heartbeat_interval_s(lease_s) == pytest.approx(every_s, abs=0.01)
+    assert keeper.heartbeat_interval_s(lease_s) == pytest.approx(every_s, abs=0.01)
     # Several check-ins per lease: one lost to a network drop does not end the job.
-    assert session_mod.heartbeat_interval_s(lease_s) * 3 <= lease_s + 0.01
+    assert keeper.heartbeat_interval_s(lease_s) * 3 <= lease_s + 0.01
 
 
 @pytest.mark.parametrize(
@@ -405,7 +413,7 @@ def test_heartbeat_interval(lease_s: float, every_s: float) -> None:
 def test_walltime_warning_says_when(left_s: int, words: str) -> None:
     import time
 
-    text = session_mod.walltime_warning("123", time.time() + left_s + 0.5)
+    text = keeper.walltime_warning("123", time.time() + left_s + 0.5)
     assert text.startswith(f"job 123 reaches its time limit {words} (at ")
     assert "save your work" in text
 
@@ -413,10 +421,10 @@ def test_walltime_warning_says_when(left_s: int, words: str) -> None:
 def test_job_end_message_names_the_cause() -> None:
     from nodetunnel.scheduler.base import JobState
 
-    assert "reached its time limit (TIMEOUT)" in session_mod.job_end_message("7", JobState.TIMEOUT)
-    assert "node failed" in session_mod.job_end_message("7", JobState.NODE_FAIL)
-    assert "was cancelled" in session_mod.job_end_message("7", JobState.CANCELLED)
-    assert session_mod.job_end_message("7", JobState.ENDED).startswith("job 7 ended (ENDED)")
+    assert "reached its time limit (TIMEOUT)" in keeper.job_end_message("7", JobState.TIMEOUT)
+    assert "node failed" in keeper.job_end_message("7", JobState.NODE_FAIL)
+    assert "was cancelled" in keeper.job_end_message("7", JobState.CANCELLED)
+    assert keeper.job_end_message("7", JobState.ENDED).startswith("job 7 ended (ENDED)")
 
 
 # ---------------------------------------------------------------- the hand-over
@@ -440,8 +448,8 @@ def _started(tmp_path: Path) -> Session:
 
     store = SessionStore(tmp_path / "store")
     s = Session(request(), store=store)
-    s._local_dir.mkdir(mode=0o700)
-    (s._local_dir / "ssh_config").write_text("# the session's\n")
+    s.local_dir.mkdir(mode=0o700)
+    (s.local_dir / "ssh_config").write_text("# the session's\n")
     s.info = _info("http://127.0.0.1:8888/lab?token=T")
     store.save(SessionRecord(session_id=s.session_id, app="jupyter", job_id="123",
                              jump=["login", "gateway"], pid=os.getpid()))  # fmt: skip
@@ -454,15 +462,13 @@ def test_detach_returns_once_the_background_process_has_taken_over(runtime: Path
 
     s = _started(tmp_path)
     code = [sys.executable, "-c", _TAKE_OVER, str(tmp_path / "store")]
-    child = s.detach(
-        code, env={**os.environ, "PYTHONPATH": str(Path(session_mod.__file__).parents[1])}
-    )
+    child = s.detach(code, env={**os.environ, "PYTHONPATH": str(SRC)})
     try:
         assert s.store is not None
         assert s.store.load(s.session_id).pid == child.pid
         assert child.pid != os.getpid()
         s.close()  # after the hand-over: touches nothing
-        assert (s._local_dir / "ssh_config").exists()
+        assert (s.local_dir / "ssh_config").exists()
         assert s.store.load(s.session_id).pid == child.pid
     finally:
         child.stop(timeout_s=5)
@@ -473,12 +479,12 @@ def test_detach_reports_a_background_process_that_dies(runtime: Path, tmp_path: 
 
     s = _started(tmp_path)
     code = [sys.executable, "-c", "import sys; print('cannot start: no such thing'); sys.exit(3)"]
-    with pytest.raises(session_mod.TunnelError) as err:
+    with pytest.raises(TunnelError) as err:
         s.detach(code)
     assert "ended before it took the session over" in err.value.message
     assert "cannot start: no such thing" in err.value.message
     assert s.log_path().name in (err.value.hint or "")
-    assert not s._handed_over  # the usual clean-up is still to run
+    assert not s.handed_over  # the usual clean-up is still to run
 
 
 # ------------------------------------------------------------- watching the job
@@ -518,16 +524,15 @@ class _Status:
 def test_job_finished_says_why_the_session_ends(
     runtime: Path, state: JobState, said: str | None
 ) -> None:
-    s = Session(request())
-    s.slurm = _Status(state)  # type: ignore[assignment]
-    assert s._job_finished("7") == said
-    assert s._requeued == (said is not None and "requeued" in said)
+    s = Session(request(), scheduler=_Status(state))  # type: ignore[arg-type]
+    assert keeper.job_finished(s, "7") == said
+    assert s.requeued == (said is not None and "requeued" in said)
 
 
 def test_job_finished_is_none_when_slurm_cannot_be_asked(runtime: Path) -> None:
-    s = Session(request())
-    s.slurm = _Status(SshError(["ssh"], 255, "", message="no route"))  # type: ignore[assignment]
-    assert s._job_finished("7") is None
+    no_route = _Status(SshError(["ssh"], 255, "", message="no route"))
+    s = Session(request(), scheduler=no_route)  # type: ignore[arg-type]
+    assert keeper.job_finished(s, "7") is None
 
 
 def test_job_check_interval_is_kept_by_resumed_sessions(runtime: Path, tmp_path: Path) -> None:

@@ -32,12 +32,12 @@ from nodetunnel.scheduler import (
     JobStatus,
     Slurm,
     expand_hostlist,
-    fake,
     job_script,
+    testing,
     parse_time_left,
     render_header,
 )
-from nodetunnel.scheduler.fake import FakeRunner, FakeSlurm, UnexpectedCall
+from nodetunnel.scheduler.testing import FakeRunner, FakeSlurm, UnexpectedCall
 from nodetunnel.scheduler.slurm import (
     END_OF_DIRECTIVES,
     SQUEUE_FORMAT,
@@ -1003,7 +1003,7 @@ def test_wait_started_times_out_naming_the_pending_reason() -> None:
     assert fake.jobs[job].state is JobState.PENDING  # left alone
 
 
-@pytest.mark.parametrize("module", [scheduler, fake], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [scheduler, testing], ids=lambda m: m.__name__)
 def test_docstring_examples(module: object) -> None:
     failed, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert tried > 0

@@ -1,10 +1,15 @@
-"""App recipes: how to start each app privately on a node and how to tell it is ready."""
+"""App recipes: how to start each app privately on a node and how to tell it is ready.
+
+A recipe is one file here plus one line in :data:`APPS`; each becomes a
+command (``nodetunnel NAME``) with every resource, environment and session option.
+"""
 
 from __future__ import annotations
 
-from .base import App, ShellVar
+from .base import NO_AUTH, App, Auth, ShellVar, Word
 from .jupyter import JUPYTER
 
-APPS: dict[str, App] = {JUPYTER.name: JUPYTER}
+#: Every recipe, by command name.
+APPS: dict[str, App] = {app.name: app for app in (JUPYTER,)}
 
-__all__ = ["APPS", "App", "ShellVar"]
+__all__ = ["APPS", "JUPYTER", "NO_AUTH", "App", "Auth", "ShellVar", "Word"]

@@ -1,8 +1,16 @@
-"""What an app recipe is."""
+"""What an app recipe is: how to start one kind of web app privately, reach it and tell it is ready.
+
+A recipe is data plus a few hooks; the session core knows nothing else about
+apps. ``launch`` is the app's argv on a Unix socket; :class:`ShellVar` words
+are filled in by the job script at run time: ``NT_SOCK`` (the socket path, in
+a fresh 0700 directory), ``NT_PORT`` (a free loopback port, for ``launch_tcp``)
+and ``NT_TOKEN_FILE`` (a 0600 file holding the secret made on the laptop).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,23 +25,75 @@ Word = str | ShellVar
 
 
 @dataclasses.dataclass(frozen=True)
-class App:
-    """How to run one kind of web app on a node, listening privately.
+class Auth:
+    """How an app checks the secret made on the laptop, if it has one.
 
-    ``launch`` is the app's argv on a Unix socket; :class:`ShellVar` words are
-    filled in by the job script: ``NT_SOCK`` (the socket path, in a 0700
-    directory) and ``NT_TOKEN_FILE`` (a 0600 file holding the secret token).
-    ``launch_tcp`` is the fallback on ``127.0.0.1:NT_PORT`` (a free port chosen
-    on the node), used with ``--tcp`` or where ``socket_check`` (a shell
-    condition) says the installed app cannot listen on a socket.
+    ``header``/``header_value`` is what a program sends (``{token}`` is
+    replaced); ``query`` is the URL parameter that logs a browser in.
+    """
+
+    header: str | None = None
+    header_value: str = "{token}"
+    query: str | None = None
+
+    @property
+    def uses_secret(self) -> bool:
+        return self.header is not None or self.query is not None
+
+
+NO_AUTH = Auth()
+
+
+@dataclasses.dataclass(frozen=True)
+class App:
+    """How to run one kind of web app on a node, listening privately (see the module doc).
+
+    ``launch_tcp`` is the fallback on ``127.0.0.1:NT_PORT``, used with ``--tcp``
+    or where ``socket_check`` (a shell condition) says the installed app cannot
+    listen on a socket. ``ready_path`` is probed through the tunnel before the
+    URL is announced; ``url_path`` is what the browser opens. ``preferred_port``
+    is the laptop port tried first (then any free one).
     """
 
     name: str
+    title: str  # for people: "JupyterLab"
     program: str  # must be on PATH after environment activation
     launch: tuple[Word, ...]
     launch_tcp: tuple[Word, ...]
     socket_check: str = "true"
     env: tuple[tuple[str, ShellVar], ...] = ()  # exported before launch
-    status_path: str = "/"  # probed through the tunnel (with the token) before announcing
-    url_path: str = "/"  # what the browser opens
+    auth: Auth = NO_AUTH
+    ready_path: str = "/"
+    ready_statuses: frozenset[int] = frozenset({200})
+    url_path: str = "/"
+    preferred_port: int | None = None
     install_hint: str = ""
+    summary: str = ""  # one line for --help
+    examples: tuple[str, ...] = ()  # command lines for --help, without "nodetunnel NAME"
+
+    # Kept for the names older records and callers use.
+    @property
+    def status_path(self) -> str:
+        return self.ready_path
+
+    @property
+    def needs_secret(self) -> bool:
+        """Whether sessions of this app make a secret on the laptop and pass it to the app."""
+        return self.auth.uses_secret
+
+    def auth_headers(self, token: str) -> dict[str, str]:
+        """Headers that authenticate a request of nodetunnel's own (the readiness probe)."""
+        if self.auth.header is None or not token:
+            return {}
+        return {self.auth.header: self.auth.header_value.format(token=token)}
+
+    def url(self, port: int, token: str, path: str | None = None) -> str:
+        """The URL the browser opens: it logs in with the secret where the app takes it so."""
+        url = f"http://127.0.0.1:{port}{path or self.url_path}"
+        if self.auth.query and token:
+            url += "?" + urllib.parse.urlencode({self.auth.query: token})
+        return url
+
+    def ready(self, status: int) -> bool:
+        """Whether an answer with HTTP ``status`` to ``ready_path`` means the app is ready."""
+        return status in self.ready_statuses

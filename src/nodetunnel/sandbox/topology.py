@@ -21,7 +21,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-DEFAULT_DIR = Path("/var/lib/nodetunnel-sandbox")
+from ..config.files import DEFAULT_SANDBOX_DIR
+
+DEFAULT_DIR = DEFAULT_SANDBOX_DIR  # the config knows it too (for the sandbox profile)
 NETNS_PREFIX = "ntsb-"
 CGROUP_NAME = "nodetunnel-sandbox"
 ROUTE_PROTO = "198"  # marks the root-namespace route as ours

@@ -1,14 +1,18 @@
-"""What nodetunnel needs from a batch scheduler, independent of SLURM.
+"""What nodetunnel needs from a batch scheduler, independent of any one scheduler.
 
 * :class:`CommandRunner` runs one argv on the *submit host* (the cluster's login
-  node): locally that is :func:`run_locally`; over SSH it is a runner that
-  wraps the argv with :func:`nodetunnel.quoting.remote_command`. A scheduler
-  backend only ever builds argv lists and hands them to its runner.
+  node): locally that is :func:`run_locally`; over SSH it is the transport,
+  which wraps the argv with :func:`nodetunnel.quoting.remote_command`. A
+  scheduler backend only ever builds argv lists and hands them to its runner.
 * :class:`JobRequest` is what the user asked for (partition, GPUs, time, ...),
-  as plain strings the way the scheduler takes them.
+  as plain strings the way the scheduler takes them. Its resource fields are
+  also the profile keys and command-line options (each carries its
+  :class:`~nodetunnel.fields.Field`): a new resource is one line here.
 * :class:`JobState` and :class:`JobStatus` are what the scheduler reports back.
-* :class:`Scheduler` is the backend interface; :class:`~nodetunnel.scheduler.slurm.Slurm`
-  implements it.
+* :class:`Scheduler` is the whole backend interface the session core uses;
+  :class:`~nodetunnel.scheduler.slurm.Slurm` implements it. A backend also owns
+  the shell its jobs need (:attr:`Scheduler.NODE_NAME_SHELL`,
+  :attr:`Scheduler.CANCEL_SELF_SHELL`): the job script asks for them.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import re
 from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
 from ..errors import JobFailed, UsageError
+from ..fields import resource
 from ..proc import Completed, NotReady, run, wait_until
 
 
@@ -61,18 +67,42 @@ class JobRequest:
     on the cluster, ``output`` its log path pattern (``%j`` is the job id).
     """
 
-    partition: str | None = None
-    gres: str | None = None
-    gpus: str | None = None
-    mem: str | None = None
-    time: str | None = None
-    cpus_per_task: int | None = None
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    reservation: str | None = None
+    # Each resource field is a profile key and a command-line option too (see fields.resource).
+    # fmt: off
+    partition: str | None = resource("str", "SLURM partition (--partition)", '"gpu"',
+                                     flags=("-p", "--partition"),
+                                     flag_help="SLURM partition, e.g. gpu.")
+    gres: str | None = resource("str", "generic resources (--gres)", '"gpu:1"', flags=("--gres",),
+                                flag_help="Generic resources, e.g. gpu:1.")
+    gpus: str | None = resource("str_or_int",
+                                "GPUs for the job (--gpus), a number or TYPE:NUMBER", "1",
+                                flags=("--gpus",), flag_help="GPUs for the job, e.g. 1 or a100:2.")
+    mem: str | None = resource("str_or_int",
+                               'memory per node (--mem), e.g. "16G" or megabytes as a number',
+                               '"16G"', flags=("--mem",), flag_help="Memory per node, e.g. 16G.")
+    time: str | None = resource("str_or_int",
+                                'time limit (--time): minutes, "H:MM:SS" or "D-HH:MM:SS"',
+                                '"8:00:00"', flags=("-t", "--time"),
+                                flag_help="Time limit, e.g. 4:00:00.")
+    cpus_per_task: int | None = resource("pos_int", "CPUs (--cpus-per-task)", "4",
+                                         flags=("-c", "--cpus-per-task"),
+                                         flag_help="CPUs for the app.")
+    account: str | None = resource("str", "account to charge (--account)", '"mylab"',
+                                   flags=("-A", "--account"), flag_help="SLURM account to charge.")
+    qos: str | None = resource("str", "quality of service (--qos)", '"normal"',
+                               flags=("-q", "--qos"), flag_help="Quality of service.")
+    constraint: str | None = resource("str", "node features (--constraint)", '"a100"',
+                                      flags=("-C", "--constraint"),
+                                      flag_help="Node features, e.g. a100.")
+    reservation: str | None = resource("str", "reservation (--reservation)", '"course"',
+                                       flags=("--reservation",), flag_help="Reservation name.")
     job_name: str = "nodetunnel"
-    extra_args: tuple[str, ...] = ()
+    extra_args: tuple[str, ...] = resource(
+        "str_list", "any other batch options, one per item", '["--exclude=gpu-01"]',
+        flags=("--sbatch-arg",), metavar="ARG", key="sbatch_args", default=(),
+        flag_help="Any other sbatch option, e.g. --sbatch-arg=--exclusive (repeatable).",
+    )
+    # fmt: on
     workdir: str | None = None
     output: str | None = None
 
@@ -88,7 +118,7 @@ class JobRequest:
 
 
 class JobState(enum.Enum):
-    """A job's state as SLURM names it, plus ``ENDED``: no longer known to the scheduler."""
+    """A job's state (the batch schedulers' common names), plus ``ENDED``: no longer known."""
 
     PENDING = "PENDING"
     CONFIGURING = "CONFIGURING"
@@ -119,7 +149,7 @@ class JobState(enum.Enum):
 
     @classmethod
     def parse(cls, text: str) -> JobState:
-        """The state for SLURM's long state name (``squeue %T``); ``UNKNOWN`` if unrecognised."""
+        """The state for a long state name (e.g. ``RUNNING``); ``UNKNOWN`` if unrecognised."""
         word = text.strip().split(" ", 1)[0].rstrip("+").upper()
         try:
             return cls(word)
@@ -203,10 +233,21 @@ class Scheduler(abc.ABC):
 
     ``job_script`` renders the full batch script without submitting it (to show
     the user, or to compare against a golden file); ``submit_job`` renders and
-    submits in one step.
+    submits in one step. A backend is one subclass plus one line in
+    :data:`nodetunnel.scheduler.SCHEDULERS`; it is built as ``Backend(runner)``.
     """
 
     name: ClassVar[str]
+    #: The whole submit command (the script goes on stdin), for --dry-run plans.
+    SUBMIT_ARGV: ClassVar[tuple[str, ...]]
+    #: Shell (in a job script) that expands to the scheduler's name for this node.
+    NODE_NAME_SHELL: ClassVar[str]
+    #: Shell (in a job script) that cancels the job it runs in.
+    CANCEL_SELF_SHELL: ClassVar[str]
+
+    def __init__(self, runner: CommandRunner, *, timeout_s: float = 60.0) -> None:
+        self.runner = runner
+        self.timeout_s = timeout_s
 
     @abc.abstractmethod
     def job_script(self, request: JobRequest, body: str) -> str:
@@ -227,13 +268,34 @@ class Scheduler(abc.ABC):
         A job the scheduler no longer knows is reported as :attr:`JobState.ENDED`.
         """
 
-    @abc.abstractmethod
     def cancel(self, job_id: str) -> None:
         """Cancel ``job_id``; a job that has already ended is not an error."""
+        self.cancel_jobs([job_id])
+
+    @abc.abstractmethod
+    def cancel_jobs(self, job_ids: Sequence[str]) -> None:
+        """Cancel all of ``job_ids`` with one command; jobs already ended are no error."""
 
     @abc.abstractmethod
     def cancel_named(self, job_name: str) -> None:
         """Cancel this user's jobs named ``job_name`` (for a submit whose answer was lost)."""
+
+    @abc.abstractmethod
+    def named_jobs(self, name_pattern: re.Pattern[str]) -> dict[str, tuple[str, JobStatus]]:
+        """The user's jobs whose name matches ``name_pattern``, recently ended ones included
+        (``{job id: (name, status)}``), with one query."""
+
+    @abc.abstractmethod
+    def start_estimate(self, job_id: str) -> str | None:
+        """The scheduler's estimated start time of a pending job, or ``None``."""
+
+    @abc.abstractmethod
+    def cancel_command(self, job_ids: Sequence[str]) -> str:
+        """The command a user runs on the cluster to cancel ``job_ids`` by hand."""
+
+    @abc.abstractmethod
+    def leftover_hint(self) -> str:
+        """How a user finds, on the cluster, jobs of theirs that may still run."""
 
     def submit_job(self, request: JobRequest, body: str) -> str:
         """Render the script for ``request`` + ``body`` and submit it; return the job id."""
@@ -281,5 +343,6 @@ class Scheduler(abc.ABC):
             what=f"job {job_id} to start",
             interval_s=interval_s,
             max_interval_s=max_interval_s,
-            hint=f"the job is still in the queue: wait longer, or cancel it with 'scancel {job_id}'",
+            hint="the job is still in the queue: wait longer, or cancel it with "
+            f"'{self.cancel_command([job_id])}'",
         )

@@ -1,4 +1,4 @@
-"""The job body (nodetunnel.payload): golden files, quoting, and real runs with /bin/sh.
+"""The job body (nodetunnel.session.jobscript): golden files, quoting, and real runs with /bin/sh.
 
 The real runs execute the rendered body in tmp_path with HOME=tmp_path and a
 fake ``jupyter`` first on PATH: given ``--sock=PATH`` it listens on a Unix
@@ -28,15 +28,16 @@ from typing import Any
 
 import pytest
 
-from nodetunnel import payload
+import functools
+
 from nodetunnel.apps import APPS, JUPYTER
 from nodetunnel.errors import UsageError
-from nodetunnel.payload import (
-    MAX_SOCKET_PATH,
-    Environment,
-    parse_endpoint,
-    render_body,
-)
+from nodetunnel.scheduler import Slurm
+from nodetunnel.session import jobscript as payload
+from nodetunnel.session.jobscript import MAX_SOCKET_PATH, Environment
+from nodetunnel.session.model import parse_key_values as parse_endpoint
+
+render_body = functools.partial(payload.render_body, scheduler=Slurm)
 
 from .conftest import Golden
 

@@ -6,7 +6,9 @@
   in memory and answers ``sbatch``, ``squeue``, ``scancel`` and ``sinfo`` the
   way the real tools do, so code on top of :class:`~nodetunnel.scheduler.slurm.Slurm`
   can be tested end to end; the test moves jobs along (:meth:`FakeSlurm.start`,
-  :meth:`FakeSlurm.finish`, :meth:`FakeSlurm.forget`).
+  :meth:`FakeSlurm.finish`, :meth:`FakeSlurm.forget`), from an ``on_call`` hook
+  if it likes (called before every command), and makes the controller fail now
+  and then (:meth:`FakeSlurm.fail_next`).
 
 Both check what every real runner call must have: a list argv of strings and a
 positive, finite ``timeout_s``.
@@ -172,6 +174,7 @@ class FakeSlurm:
         user: str = "alice",
         auto_start: bool = False,
         first_job_id: int = 1000,
+        on_call: Callable[[Call, FakeSlurm], None] | None = None,
     ) -> None:
         self.partitions = list(partitions)
         self.nodes = list(nodes)
@@ -181,6 +184,8 @@ class FakeSlurm:
         self.jobs: dict[str, FakeJob] = {}
         self.calls: list[Call] = []
         self._next_id = first_job_id
+        self.on_call = on_call
+        self._failures: defaultdict[str, deque[Reply]] = defaultdict(deque)
 
     # -- what a test does to the cluster -----------------------------------------
     def start(self, job_id: str, nodelist: str | None = None, time_left: str = "59:58") -> None:
@@ -201,6 +206,17 @@ class FakeSlurm:
         """The controller purges the job: squeue no longer knows it."""
         del self.jobs[job_id]
 
+    def fail_next(self, program: str, times: int = 1, *, raises: BaseException | None = None,
+                  stderr: str = "slurm_load_jobs error: Socket timed out on send/recv operation\n",
+                  ) -> None:  # fmt: skip
+        """The next ``times`` calls of ``program`` fail as a busy controller's do (or raise)."""
+        for _ in range(times):
+            self._failures[program].append(Reply(stderr=stderr, returncode=1, raises=raises))
+
+    def count(self, program: str) -> int:
+        """How many times ``program`` was called."""
+        return sum(1 for c in self.calls if c.program == program)
+
     # -- the CommandRunner interface ---------------------------------------------
     def __call__(
         self,
@@ -212,6 +228,11 @@ class FakeSlurm:
     ) -> Completed:
         call = _record(argv, input, timeout_s, check)
         self.calls.append(call)
+        if self.on_call is not None:
+            self.on_call(call, self)
+        failures = self._failures.get(call.program)
+        if failures:
+            return _complete(call, failures.popleft())
         handlers = {
             "sbatch": self._sbatch,
             "squeue": self._squeue,

@@ -1,4 +1,4 @@
-"""nodetunnel.ssh: the per-session config (golden file), argv building and ssh's failures.
+"""nodetunnel.transport.openssh: the per-session config (golden file), argv building and ssh's failures.
 
 No real connection is ever made: ``OpenSSH.run`` is pointed at a fake ``ssh``
 program in tmp_path that records its argv and stdin, then prints and exits as
@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import pytest
 
-from nodetunnel import ssh
+from nodetunnel.transport import openssh as ssh
 from nodetunnel.errors import (
     CommandError,
     CommandNotFound,
@@ -31,7 +31,7 @@ from nodetunnel.errors import (
 )
 from nodetunnel.proc import Completed
 from nodetunnel.quoting import remote_command
-from nodetunnel.ssh import (
+from nodetunnel.transport.openssh import (
     OpenSSH,
     SshSettings,
     check_control_dir,
@@ -728,7 +728,7 @@ def test_close_without_ssh_binary_does_not_raise(tmp_path: Path) -> None:
 def test_close_masters_asks_each_socket_to_exit(tmp_path: Path) -> None:
     import socket as socketlib
 
-    from nodetunnel.ssh import close_masters
+    from nodetunnel.transport.openssh import close_masters
 
     control = tmp_path / "ctl"
     control.mkdir()

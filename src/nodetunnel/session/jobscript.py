@@ -8,30 +8,27 @@ directory (on the shared home) so the laptop knows where to connect. A failure
 at any step writes ``error`` there and ends the job at once, so the laptop
 reports it instead of waiting.
 
-Every user value is ``shlex.quote``d; only ``--setup`` is shell code, on purpose.
+The script is assembled here from what each part owns: the app recipe its
+launch words (:class:`~nodetunnel.apps.base.App`), the scheduler backend its
+shell (the node's name, cancelling itself), and :mod:`.remote` the session
+directory's files. Every user value is ``shlex.quote``d; only ``--setup`` is
+shell code, on purpose.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
 
-from .apps.base import App, ShellVar, Word
-from .errors import UsageError
-from .quoting import control_char
+from ..apps.base import App, ShellVar, Word
+from ..errors import UsageError
+from ..quoting import control_char
+from ..scheduler.base import Scheduler
+from . import remote
+from .model import Environment
 
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 SOCKET_DIR_TEMPLATE = "/tmp/nt.XXXXXX"  # mktemp: 14 chars + "/s"
 APP_START_TIMEOUT_S = 300
-
-
-@dataclasses.dataclass(frozen=True)
-class Environment:
-    modules: tuple[str, ...] = ()
-    conda_env: str | None = None
-    venv: str | None = None
-    setup: str | None = None  # shell code run as-is, e.g. "source ~/.bashrc_cluster"
-    workdir: str | None = None
 
 
 def _q(value: str, option: str, *, allow: str = "") -> str:
@@ -74,26 +71,17 @@ def render_body(
     env: Environment,
     session_dir: str,
     *,
+    scheduler: type[Scheduler],
     tcp: bool = False,
     lease_s: float | None = None,
 ) -> str:
     """The part of the job script after the #SBATCH header.
 
-    With ``lease_s``, a watcher ends the job (scancel) when the ``heartbeat``
+    With ``lease_s``, a watcher ends the job (it cancels itself) when the ``heartbeat``
     file in the session directory, which the laptop's nodetunnel rewrites with
     the time while it keeps the session, is older than that.
     """
-    lines = [
-        f"NT_SESSION_DIR={_q(session_dir, 'session directory')}",
-        'NT_TOKEN_FILE="$NT_SESSION_DIR/token"',
-        "umask 077",
-        "nt_fail() {",
-        "    printf 'nodetunnel: %s\\n' \"$1\" >&2",
-        '    printf \'%s\\n\' "$1" > "$NT_SESSION_DIR/error.tmp" && '
-        'mv -f "$NT_SESSION_DIR/error.tmp" "$NT_SESSION_DIR/error"',
-        "    exit 1",
-        "}",
-    ]
+    lines = remote.job_prelude(_q(session_dir, "session directory"))
     for module in env.modules:
         m = _q(module, "--module")
         lines.append(
@@ -150,8 +138,8 @@ def render_body(
         "        sleep 0.2",
         "    done",
         "}",
-        # SLURM's name for the node (the laptop checks it against the job's node list).
-        'NT_NODE="${SLURMD_NODENAME:-$(hostname)}"',
+        # The scheduler's name for the node (the laptop checks it against the job's node list).
+        f"NT_NODE={scheduler.NODE_NAME_SHELL}",
         f"NT_USE_SOCKET={0 if tcp else 1}",
         f'if [ "$NT_USE_SOCKET" = 1 ] && ! {{ {app.socket_check}; }}; then',
         "    echo 'nodetunnel: this version cannot listen on a Unix socket; using 127.0.0.1' >&2",
@@ -164,7 +152,7 @@ def render_body(
         "    NT_PID=$!",
         '    nt_socket_ready() { [ -S "$NT_SOCK" ]; }',
         "    nt_wait nt_socket_ready",
-        '    printf \'socket=%s\\nhost=%s\\n\' "$NT_SOCK" "$NT_NODE" > "$NT_SESSION_DIR/endpoint.tmp"',
+        "    " + remote.job_write_endpoint("socket", "NT_SOCK", "NT_NODE"),
         "else",
         "    # Only here is the cluster's python3 needed: to find a free port, then to see it listen.",
         f"    NT_PORT=$(python3 -c {shlex.quote(_FREE_PORT_PY)}) || nt_fail 'python3 is needed to find a free port'",
@@ -172,11 +160,11 @@ def render_body(
         "    NT_PID=$!",
         f'    nt_port_ready() {{ python3 -c {shlex.quote(_LISTENS_PY)} "$NT_PORT" 2>/dev/null; }}',
         "    nt_wait nt_port_ready",
-        '    printf \'port=%s\\nhost=%s\\n\' "$NT_PORT" "$NT_NODE" > "$NT_SESSION_DIR/endpoint.tmp"',
+        "    " + remote.job_write_endpoint("port", "NT_PORT", "NT_NODE"),
         "fi",
-        *(_lease_start(lease_s) if lease_s else []),
-        'mv -f "$NT_SESSION_DIR/endpoint.tmp" "$NT_SESSION_DIR/endpoint"',
-        *(_lease_watcher(lease_s) if lease_s else []),
+        *(remote.job_lease_start(lease_s) if lease_s else []),
+        remote.job_publish(),
+        *(remote.job_lease_watcher(lease_s, scheduler.CANCEL_SELF_SHELL) if lease_s else []),
         'wait "$NT_PID"',
         "NT_RC=$?",
         'NT_PID=""',
@@ -185,48 +173,9 @@ def render_body(
     return "\n".join(lines) + "\n"
 
 
-def lease_check_interval_s(lease_s: float) -> int:
-    """How often the job looks at the heartbeat: often enough to end close to the lease."""
-    return max(1, min(30, int(lease_s // 4)))
-
-
-def _lease_start(lease_s: float) -> list[str]:
-    """The lease starts when the app is ready (its length is kept for other laptops)."""
-    return [
-        'date +%s > "$NT_SESSION_DIR/heartbeat"',
-        f'echo {int(lease_s)} > "$NT_SESSION_DIR/lease"',
-    ]
-
-
-def _lease_watcher(lease_s: float) -> list[str]:
-    expired = f"no nodetunnel has kept this session for {int(lease_s)} s: the lease expired"
-    return [
-        f"NT_LEASE_S={int(lease_s)}",
-        "# The laptop rewrites the heartbeat while it keeps the session; the job ends without it.",
-        f"( while sleep {lease_check_interval_s(lease_s)}; do",
-        '    kill -0 "$NT_PID" 2>/dev/null || exit 0',
-        '    NT_LAST=$(cat "$NT_SESSION_DIR/heartbeat" 2>/dev/null) || NT_LAST=0',
-        '    case "$NT_LAST" in ""|*[!0-9]*) NT_LAST=0 ;; esac',
-        '    if [ $(( $(date +%s) - NT_LAST )) -gt "$NT_LEASE_S" ]; then',
-        f"        printf 'nodetunnel: %s\\n' {shlex.quote(expired + '; ending the job')} >&2",
-        f"        printf '%s\\n' {shlex.quote(expired)} > \"$NT_SESSION_DIR/ended\"",
-        '        scancel "$SLURM_JOB_ID" 2>/dev/null || kill "$NT_PID"',
-        "        exit 0",
-        "    fi",
-        "done ) &",
-    ]
-
-
 def _dq(text: str) -> str:
     """Escape for inside double quotes (the text is ours, not the user's)."""
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`")
 
 
-def parse_endpoint(text: str) -> dict[str, str]:
-    """Parse the ``endpoint`` file written by the job (``key=value`` lines)."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            out[key.strip()] = value.strip()
-    return out
+lease_check_interval_s = remote.lease_check_interval_s

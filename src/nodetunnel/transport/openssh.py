@@ -22,9 +22,9 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import CommandError, NodetunnelError, SshError, UsageError
-from .proc import Completed, run
-from .quoting import remote_command
+from ..errors import CommandError, NodetunnelError, SshError, UsageError
+from ..proc import Completed, run
+from ..quoting import remote_command
 
 SSH = "ssh"
 USER_CONFIG = Path("~/.ssh/config")
@@ -307,3 +307,90 @@ def translate_ssh_failure(argv: Sequence[str], done: Completed, jump: Sequence[s
         hint = "run the same with --debug to see the ssh command, and try it by hand"
         msg = f"ssh failed on the way {chain}: {last}"
     return SshError(argv, 255, err, message=msg, hint=hint)
+
+
+def write_ssh_configs(
+    local_dir: Path, settings: SshSettings, extra_includes: Sequence[str]
+) -> None:
+    """A fresh private directory with the session's ssh config and its no-sharing twin."""
+    import shutil
+
+    check_control_dir(local_dir)
+    close_masters(local_dir)  # left, with the directory, by a process killed hard
+    shutil.rmtree(local_dir, ignore_errors=True)
+    local_dir.mkdir(mode=0o700)
+    includes = default_includes(extra_includes)
+    diagnose = dataclasses.replace(settings, multiplex=False, batch_mode=True)
+    for name, how in (("ssh_config", settings), ("ssh_config.diagnose", diagnose)):
+        fd = os.open(local_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(render_config(control_dir=local_dir, settings=how, includes=includes))
+
+
+class OpenSSHTransport:
+    """The :class:`~nodetunnel.transport.base.Transport` over the system OpenSSH client.
+
+    Its private directory ``local_dir`` holds the generated ssh configs and the
+    shared connections' control sockets (see :func:`render_config`).
+    """
+
+    def __init__(
+        self,
+        jump: Sequence[str],
+        *,
+        local_dir: Path,
+        user: str | None = None,
+        ssh_includes: Sequence[str] = (),
+        settings: SshSettings | None = None,
+        ssh_binary: str = SSH,
+    ) -> None:
+        self.local_dir = local_dir
+        self.settings = settings or SshSettings()
+        self.ssh_includes = tuple(ssh_includes)
+        self.ssh = OpenSSH(
+            jump,
+            config_path=local_dir / "ssh_config",
+            user=user,
+            ssh_binary=ssh_binary,
+            diagnose_config_path=local_dir / "ssh_config.diagnose",
+        )
+        self._connected = False
+
+    @property
+    def submit_host(self) -> str:
+        return self.ssh.submit_host
+
+    @property
+    def chain(self) -> str:
+        return " -> ".join(self.ssh.jump)
+
+    def connect(self) -> None:
+        write_ssh_configs(self.local_dir, self.settings, self.ssh_includes)
+        self._connected = True
+
+    def adopt(self) -> None:
+        self._connected = True  # the configs and control sockets in local_dir stay
+
+    def close(self) -> None:
+        if self._connected:
+            self.ssh.close()
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        timeout_s: float = 60,
+        check: bool = True,
+    ) -> Completed:
+        return self.ssh.run(argv, input=input, timeout_s=timeout_s, check=check)
+
+    __call__ = run
+
+    def attached_argv(self, argv: Sequence[str]) -> list[str]:
+        return self.ssh.command_argv(self.ssh.submit_host, self.ssh.jump[:-1], argv)
+
+    submit_argv = attached_argv
+
+    def forward_argv(self, node: str, local_port: int, remote: str) -> list[str]:
+        return self.ssh.forward_argv(node, local_port, remote)

@@ -1,0 +1,101 @@
+"""The ``nodetunnel`` command: a thin click layer over the library.
+
+This package is the only place that prints or exits. Library errors arrive as
+:class:`nodetunnel.errors.NodetunnelError` and leave as one clear message and
+an :class:`~nodetunnel.errors.ExitCode`; a traceback only with ``--debug``.
+Each command is a few lines over a library call (:mod:`nodetunnel.session`,
+:mod:`nodetunnel.config`, :mod:`nodetunnel.sandbox`); one module per command
+group (:mod:`.sandbox`, :mod:`.apps`, :mod:`.sessions`, :mod:`.config`), and
+:mod:`.output` formats what they show.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import click
+
+from .. import __version__
+from ..errors import ExitCode, NodetunnelError
+
+_debug = False  # --debug: tracebacks, and the commands run (read by the commands too)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, "-V", "--version", prog_name="nodetunnel")
+@click.option(
+    "--debug", is_flag=True, help="Show full tracebacks and the commands run, for bug reports."
+)
+def cli(debug: bool) -> None:
+    """Open web apps running on SLURM compute nodes in your laptop's browser.
+
+    nodetunnel submits a batch job that starts the app (JupyterLab today)
+    on a compute node, listening privately, then forwards it to 127.0.0.1 on
+    your laptop through your own OpenSSH setup (~/.ssh/config, agent,
+    ProxyJump, MFA) and keeps the tunnel healthy.
+
+    \b
+    Try it without a cluster (Linux, as root):
+      nodetunnel sandbox up        build a mini-cluster on this machine
+      nodetunnel sandbox status    see what is running
+      nodetunnel sandbox down      remove it again
+    """
+    global _debug
+    _debug = debug
+    if debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="debug: %(message)s", stream=sys.stderr)
+
+
+def _fail(code: int, message: str, hint: str | None = None) -> NoReturn:
+    click.echo(f"nodetunnel: error: {message}", err=True)
+    if hint:
+        click.echo(f"  fix: {hint}", err=True)
+    sys.exit(int(code))
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    # SIGTERM (e.g. from 'nodetunnel stop') cleans up like Ctrl-C does.
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the ``nodetunnel`` command."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        rv = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="nodetunnel",
+            standalone_mode=False,
+        )
+    except NodetunnelError as exc:
+        if _debug:
+            traceback.print_exc()
+        _fail(exc.exit_code, exc.message, exc.hint)
+    except click.exceptions.Abort:  # click has already ended the ^C line
+        click.echo("interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
+    # In non-standalone mode click returns the code of ctx.exit(N) instead of raising.
+    sys.exit(rv if isinstance(rv, int) else ExitCode.OK)
+
+
+# The command groups register themselves on ``cli``.
+from . import apps, config, sandbox, sessions  # noqa: E402
+
+__all__ = ["apps", "cli", "config", "main", "sandbox", "sessions"]

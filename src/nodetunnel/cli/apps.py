@@ -1,0 +1,206 @@
+"""The app commands (``nodetunnel jupyter`` ...), one per recipe, options from the field table."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..apps import APPS
+from ..apps.base import App
+from ..config.fields import FIELDS, duration_s
+from ..fields import Field
+from . import cli
+from .output import announce, print_json, progress
+
+
+class Seconds(click.ParamType):  # type: ignore[type-arg]
+    """A finite number of seconds, or a duration like ``10m``, ``90s``, ``1h30m``."""
+
+    name = "seconds"
+
+    def __init__(self, minimum: float = 1.0) -> None:
+        self.minimum = minimum
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        else:
+            text = str(value).strip()
+            try:
+                seconds = float(text)
+            except ValueError:
+                try:
+                    seconds = duration_s(text)
+                except ValueError:
+                    self.fail(f"{value!r} is not a number of seconds or a duration like 10m, "
+                              "90s or 1h30m", param, ctx)  # fmt: skip
+        if not math.isfinite(seconds) or seconds < self.minimum:
+            self.fail(f"{value!r} must be a finite time of at least {self.minimum:g} s",
+                      param, ctx)  # fmt: skip
+        return seconds
+
+
+def _field_option(field: Field) -> Callable[[Any], Any]:
+    kw: dict[str, Any] = {"help": field.option_help}
+    if field.metavar:
+        kw["metavar"] = field.metavar
+    if field.kind == "pos_int":
+        kw["type"] = click.IntRange(1)
+    if field.kind == "str_list":
+        kw["multiple"] = True
+    return click.option(*field.flags, field.name, **kw)
+
+
+def _session_options(f: Any) -> Any:
+    """Every option of an app command: the profile fields that have a flag, then the session's."""
+    opts = [
+        click.option(
+            "--cluster", metavar="NAME", help="Cluster profile to use (see: nodetunnel config)."
+        ),
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Config file to read instead of the default one.",
+        ),
+        *(_field_option(field) for field in FIELDS if field.flags),
+        click.option(
+            "--port",
+            type=click.IntRange(1, 65535),
+            help="Local port on 127.0.0.1 (default: the app's usual port if free, else any "
+            "free port).",
+        ),
+        click.option(
+            "--timeout",
+            "timeout_s",
+            type=Seconds(),
+            default=600.0,
+            show_default=True,
+            help="How long to wait for the job to start the app: seconds, or e.g. 10m.",
+        ),
+        click.option("--no-browser", is_flag=True, help="Do not open a browser."),
+        click.option(
+            "--tcp",
+            is_flag=True,
+            help="Listen on 127.0.0.1:PORT on the node instead of a private Unix socket (for "
+            "sites whose sshd forbids socket forwarding; other users on the node could reach "
+            "the port, so the token is all that protects it).",
+        ),
+        click.option(
+            "--keep",
+            is_flag=True,
+            help="Leave the job running when nodetunnel exits (default: cancel it).",
+        ),
+        click.option(
+            "--detach",
+            is_flag=True,
+            help="Return once the URL works; a background process keeps the tunnel up until the "
+            "job ends (see 'nodetunnel list', end it with 'nodetunnel stop').",
+        ),
+        click.option(
+            "--dry-run",
+            is_flag=True,
+            help="Print the batch script and the ssh commands; run nothing.",
+        ),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print one JSON object once the app is reachable.",
+        ),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _help(app: App) -> str:
+    examples = "\n".join(f"  nodetunnel {app.name} {line}" for line in app.examples)
+    return (
+        f"{app.summary}\n\n"
+        "The job is submitted with sbatch (it survives your laptop), the app listens on a "
+        "private Unix socket on the node, and an SSH tunnel through your jump hosts forwards "
+        "it to 127.0.0.1. Any secret is made here and never appears on a command line. "
+        "Ctrl-C closes the tunnel and cancels the job (unless --keep)."
+        + (f"\n\n\b\nExamples:\n{examples}" if examples else "")
+    )
+
+
+def _app_command(app: App) -> None:
+    def command(**opts: Any) -> None:
+        run_app(app, opts)
+
+    command.__name__ = f"{app.name}_command"
+    cli.command(app.name, help=_help(app), short_help=app.summary)(_session_options(command))
+
+
+def run_app(app: App, opts: dict[str, Any]) -> None:
+    from .. import config
+    from ..errors import UsageError
+    from ..session import Environment, LaunchRequest, Session, plan
+    from ..state import SessionStore
+
+    overrides = {k: opts[k] for k in config.APP_KEYS}
+    settings = config.resolve(opts["cluster"], overrides, opts["config_file"], app=app.name)
+    if not settings.jump:
+        raise UsageError(
+            "no cluster to connect to: no --cluster given and no default_cluster in the config",
+            hint="pass --cluster NAME (e.g. --cluster swc), or run 'nodetunnel config init'",
+        )
+    env = Environment(
+        modules=tuple(settings.modules), conda_env=settings.conda_env, venv=settings.venv,
+        setup=settings.setup, workdir=settings.workdir,
+    )  # fmt: skip
+    req = LaunchRequest(
+        app=app, cluster=settings.cluster_ref, job=settings.job_request("nodetunnel"), env=env,
+        local_port=opts["port"], start_timeout_s=opts["timeout_s"], keep=opts["keep"],
+        tcp=opts["tcp"], warn_before_s=settings.warn_before_s, lease_s=settings.lease_s,
+        job_check_interval_s=settings.job_check_interval_s,
+    )  # fmt: skip
+    if opts["dry_run"]:
+        click.echo(plan(req), nl=False)
+        return
+    session = Session(req, progress=None if opts["as_json"] else progress, notice=progress,
+                      store=SessionStore())  # fmt: skip
+    with session:
+        serve(session, session.start(), as_json=opts["as_json"], browser=not opts["no_browser"],
+              detach=opts["detach"])  # fmt: skip
+
+
+def serve(session: Any, info: Any, *, as_json: bool, browser: bool, detach: bool = False) -> None:
+    """Announce a reachable session, open the browser, keep the tunnel up until the job ends.
+
+    With ``detach`` the background process takes the session over first, so
+    that what is announced is what runs.
+    """
+    from .. import cli as root
+    from ..session.fleet import keeper_command
+
+    keeper = None
+    if detach:
+        command, env = keeper_command(debug=root._debug)
+        keeper = session.detach(command, env=env)
+    if as_json:
+        print_json(info.to_json())
+    else:
+        announce(session, info, detached_pid=keeper.pid if keeper else None)
+    if browser and not as_json:
+        import webbrowser
+
+        webbrowser.open(session.browser_file().as_uri())
+    if keeper is not None:
+        if not as_json:
+            progress(f"session {info.session_id} continues in process {keeper.pid} "
+                     f"(log: {session.log_path()})")  # fmt: skip
+        return
+    progress(session.watch())
+
+
+for _app in APPS.values():
+    _app_command(_app)

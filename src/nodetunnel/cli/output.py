@@ -1,0 +1,71 @@
+"""How the commands show things: progress lines, JSON, tables and announcements."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+_timestamps = False  # in the background, where the output goes to a log file
+
+
+def use_timestamps() -> None:
+    """From now on, progress lines start with the time (a detached keeper's log)."""
+    global _timestamps
+    _timestamps = True
+
+
+def progress(msg: str) -> None:
+    if _timestamps:
+        click.echo(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}", err=True)
+    else:
+        click.echo(f"· {msg}", err=True)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+    sys.stdout.flush()  # a script may read it while the command keeps running
+
+
+def time_left_text(seconds: int | None) -> str:
+    return "" if seconds is None else f"{seconds // 60} min"
+
+
+def session_table(rows: list[Any]) -> None:
+    """``nodetunnel list``: one line per :class:`~nodetunnel.session.SessionRow`."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="nodetunnel sessions", title_justify="left")
+    for col in ("id", "app", "cluster", "job", "state", "node", "time left", "tunnel", "url"):
+        table.add_column(col)
+    for r in rows:
+        tunnel = ("up" if r.tunnel_up else "down") if r.here else "elsewhere"
+        if r.reconnects:
+            tunnel += f" ({r.reconnects} reconnects)"
+        table.add_row(
+            r.session_id, r.app, r.cluster or "", r.job_id, r.state, r.node,
+            time_left_text(r.time_left_s), tunnel, r.url if r.tunnel_up else "",
+        )  # fmt: skip
+    Console().print(table)
+
+
+def announce(session: Any, info: Any, *, detached_pid: int | None) -> None:
+    """The lines that say a session is ready: its URL, its job, how it ends."""
+    left = f", {info.time_left_s // 60} min left" if info.time_left_s else ""
+    lease = session.req.lease_s
+    until = f" until the job ends or nothing keeps it for {lease / 60:g} min" if lease else ""
+    click.echo(f"\n  {session.app.name} is ready: {info.url}\n")
+    if detached_pid is not None:
+        click.echo(f"  job {info.job_id} on {info.node}{left}. Runs in the background{until}: "
+                   f"nodetunnel list; nodetunnel stop {info.session_id}")  # fmt: skip
+    else:
+        if session.req.keep:
+            stop = f"the job keeps running{until} (nodetunnel attach {info.session_id})"
+        else:
+            stop = "the job is cancelled"
+        click.echo(f"  job {info.job_id} on {info.node}{left}. Ctrl-C to stop; {stop}.")
+    sys.stdout.flush()

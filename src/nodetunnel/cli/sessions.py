@@ -1,0 +1,240 @@
+"""The session commands: list, attach, open, logs, stop — each a few lines over the fleet API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import ExitCode, NodetunnelError
+from . import cli
+from .output import print_json, progress, session_table, use_timestamps
+
+_config_file_option = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Config file to read instead of the default one.",
+)
+
+
+def _cluster_refs(cluster: str | None, config_file: Path | None, every: bool) -> list[Any]:
+    """The clusters to ask: --cluster, else the default cluster; all configured with ``every``."""
+    from .. import config
+
+    names: list[str | None] = (
+        [*sorted(config.load_config(config_file).clusters)] if every else [cluster]
+    )
+    refs = []
+    for name in names:
+        s = config.resolve(name, {}, config_file)
+        if s.jump:
+            refs.append(s.cluster_ref)
+    return refs
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the sessions as JSON (no tokens).")
+@click.option(
+    "--cluster",
+    metavar="NAME",
+    help="Also list sessions started elsewhere (another laptop) on this cluster.",
+)
+@click.option(
+    "--all-clusters",
+    is_flag=True,
+    help="Also list sessions started elsewhere on every cluster in your config file.",
+)
+@_config_file_option
+def list_sessions(
+    as_json: bool, cluster: str | None, all_clusters: bool, config_file: Path | None
+) -> None:
+    """List your sessions, with their job state, node, time left and URL.
+
+    Asks SLURM once per cluster: the clusters of this machine's sessions,
+    plus --cluster (default: your default cluster) or --all-clusters.
+    Sessions whose job has ended are shown as ENDED and forgotten (their
+    leftovers here and on the cluster are removed). Running sessions started
+    on another machine are listed too ("elsewhere"); 'attach' takes them over.
+
+    \b
+    Examples:
+      nodetunnel jupyter --cluster swc --detach   # runs on in the background
+      nodetunnel list
+      nodetunnel list --cluster swc --json        # e.g. from your other laptop
+      nodetunnel attach nt-1a2b3c4d
+    """
+    from ..session.fleet import reconcile
+    from ..state import SessionStore
+
+    rows = reconcile(SessionStore(), _cluster_refs(cluster, config_file, all_clusters))
+    if as_json:
+        print_json([r.to_json() for r in rows])
+        return
+    if not rows:
+        click.echo("no sessions  (start one with: nodetunnel jupyter --cluster NAME)")
+        return
+    session_table(rows)
+    for problem in sorted({r.problem for r in rows if r.problem}):
+        progress(f"could not ask SLURM: {problem}")
+
+
+@cli.command()
+@click.argument("session_id")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object once reachable.")
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="Return once the URL works; a background process keeps the tunnel up until the job ends.",
+)
+@click.option(
+    "--take-over",
+    "take_over",
+    type=int,
+    metavar="PID",
+    hidden=True,
+    help="Internal: continue in the background the session process PID hands over (--detach).",
+)
+@click.option(
+    "--cluster",
+    metavar="NAME",
+    help="Where to look for a session started on another machine (default: your default cluster).",
+)
+@_config_file_option
+def attach(
+    session_id: str,
+    no_browser: bool,
+    as_json: bool,
+    detach: bool,
+    take_over: int | None,
+    cluster: str | None,
+    config_file: Path | None,
+) -> None:
+    """Re-open the tunnel of a running session and open it in the browser.
+
+    SESSION_ID is the id from 'nodetunnel list' (a unique prefix, or the job
+    id, will do). The same local port is used if it is free, so an open
+    browser tab works again. Ctrl-C closes the tunnel; the job keeps running
+    ('nodetunnel stop' ends it). With --detach a background process keeps
+    the tunnel up instead, as 'nodetunnel jupyter --detach' does.
+
+    \b
+    Examples:
+      nodetunnel attach nt-1a2b3c4d
+      nodetunnel attach 12345 --detach --no-browser
+    """
+    from ..session import Session
+    from ..session.fleet import prepare_attach
+    from ..state import SessionStore
+    from .apps import serve
+
+    store = SessionStore()
+    if take_over is not None:  # this is the background process of a detached session
+        use_timestamps()
+        session = Session.resume(store.find(session_id), progress=progress, store=store)
+        session.adopt(take_over)  # a failure here touches nothing of the session
+        with session:
+            progress(session.watch())
+        return
+    refs = [] if store.matching(session_id) else _cluster_refs(cluster, config_file, every=False)
+    found = prepare_attach(store, session_id, refs)
+    record = found.record
+    if found.claimed:
+        progress(f"found session {record.session_id} (job {record.job_id}) on {record.cluster}")
+    if found.ended_orphan:
+        progress(f"ended the tunnel left by a stopped nodetunnel (PID {found.ended_orphan})")
+    session = Session.resume(record, progress=None if as_json else progress, notice=progress,
+                             store=store)  # fmt: skip
+    with session:
+        serve(session, session.reattach(), as_json=as_json, browser=not no_browser,
+              detach=detach)  # fmt: skip
+
+
+@cli.command("open")
+@click.argument("session_id")
+def open_session(session_id: str) -> None:
+    """Open a session's URL (with its token) in the browser.
+
+    The tunnel must be up (see 'nodetunnel list'); 'nodetunnel attach' brings it back.
+    """
+    import webbrowser
+
+    from ..session.fleet import open_page
+    from ..state import SessionStore
+
+    store = SessionStore()
+    record = store.find(session_id)
+    webbrowser.open(open_page(store, record).as_uri())
+    click.echo(record.url.split("?", 1)[0])
+
+
+@cli.command()
+@click.argument("session_id")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
+@click.option("-n", "--lines", type=click.IntRange(1), default=100, show_default=True,
+              help="How many lines from the end to show.")  # fmt: skip
+def logs(session_id: str, follow: bool, lines: int) -> None:
+    """Show the job log of a session (read from the cluster).
+
+    \b
+    Example:
+      nodetunnel logs nt-1a2b3c4d -f
+    """
+    from ..proc import run_attached
+    from ..session.fleet import cluster_link
+    from ..session.remote import job_log_argv
+    from ..state import SessionStore
+    from ..transport.base import ClusterRef
+
+    record = SessionStore().find(session_id)
+    with cluster_link(ClusterRef.of(record)) as link:
+        argv = link.transport.attached_argv(
+            job_log_argv(record.session_dir, follow=follow, lines=lines)
+        )
+        code = run_attached(argv)
+    if code != 0:
+        raise SystemExit(code)
+
+
+@cli.command()
+@click.argument("session_ids", nargs=-1)
+@click.option("--all", "stop_all", is_flag=True, help="Stop every session on this machine.")
+def stop(session_ids: tuple[str, ...], stop_all: bool) -> None:
+    """Stop sessions: cancel the job, close the tunnel, forget the session.
+
+    \b
+    Examples:
+      nodetunnel stop nt-1a2b3c4d
+      nodetunnel stop --all
+    """
+    from ..errors import UsageError
+    from ..session.fleet import stop_sessions
+    from ..state import SessionStore
+
+    store = SessionStore()
+    if stop_all == bool(session_ids):
+        raise UsageError(
+            "give session ids or --all (not both, not neither)",
+            hint="see 'nodetunnel list' for the ids",
+        )
+    records = store.all() if stop_all else [store.find(key) for key in session_ids]
+    report = stop_sessions(store, records)
+    for record in report.stopped:
+        progress(f"stopped {record.session_id} (job {record.job_id} cancelled)")
+    if report.failed:
+        problems = [
+            ", ".join(f"{r.session_id} (job {r.job_id})" for r in group) + f" on {ref.where}: {why}"
+            for ref, group, why in report.failed
+        ]
+        raise NodetunnelError(
+            "could not cancel " + "; ".join(problems),
+            hint="their tunnels are closed; run the same 'nodetunnel stop' again once the "
+            "cluster can be reached",
+        )
+    if not records:
+        click.echo("no sessions to stop")
+
+
+__all__ = ["ExitCode"]

@@ -1,0 +1,228 @@
+"""The tunnel: 127.0.0.1:PORT on this machine forwarded to the app on its node.
+
+:class:`Tunnel` is a context manager whose exit always closes it. It picks the
+local port, starts the transport's forward as a background process (tracked
+by PID and start time), and calls it open only once the app answers through
+it as the app's recipe says it should.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from ..apps.base import App
+from ..errors import NodetunnelError, PortInUse, TunnelError
+from ..proc import NotReady, ProcessRef, spawn, wait_until
+from ..transport.base import Transport
+
+PORT_ATTEMPTS = 5
+Say = Callable[[str], None]
+
+
+def port_is_free(port: int) -> bool:
+    """Whether ssh could listen on 127.0.0.1:port (it sets SO_REUSEADDR, so we do too)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_local_port(
+    requested: int | None, *, preferred: int | None = None, avoid: Sequence[int] = ()
+) -> int:
+    """``requested`` if free (else an error), else ``preferred`` if free, else any free port."""
+    if requested is not None:
+        if not port_is_free(requested):
+            raise PortInUse(
+                f"local port {requested} is already in use on this machine",
+                hint="choose another with --port, or leave --port out to pick a free one",
+            )
+        return requested
+    if preferred and preferred not in avoid and port_is_free(preferred):
+        return preferred
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def probe_http(
+    port: int, path: str, headers: dict[str, str] | None = None, timeout_s: float = 5
+) -> int:
+    """GET ``path`` on 127.0.0.1:port with ``headers``; the HTTP status, or NotReady."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        raise NotReady(f"no HTTP answer on 127.0.0.1:{port}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back while a step that must not be cut short runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, _frame: FrameType | None) -> None:
+        pending.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
+
+
+class Tunnel:
+    """One forward to ``remote`` on ``node``, its log and PID file in ``local_dir``."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        app: App,
+        token: str,
+        *,
+        node: str,
+        remote: str,
+        local_dir: Path,
+        say: Say | None = None,
+    ) -> None:
+        self.transport = transport
+        self.app = app
+        self.token = token
+        self.node = node
+        self.remote = remote
+        self.local_dir = local_dir
+        self._say = say or (lambda _m: None)
+        self.proc: ProcessRef | None = None
+        self.port: int | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.local_dir / "tunnel.log"
+
+    def __enter__(self) -> Tunnel:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.alive()
+
+    def adopt(self, proc: ProcessRef | None, port: int) -> None:
+        """Continue with a forward another process started (a hand-over)."""
+        self.proc = proc if proc is not None and proc.alive() else None
+        self.port = port
+
+    def stop(self, timeout_s: float = 3) -> None:
+        """End the forward (raises :class:`NodetunnelError` if it cannot be ended)."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.stop(timeout_s=timeout_s)
+
+    def open_on_a_port(self, requested: int | None, *, prefer: int | None = None) -> int:
+        """Open on ``requested``, else on ``prefer``, the app's preferred port or any free one.
+
+        Without ``requested``, a port another program takes between the check
+        and the bind (e.g. sessions started at the same moment) is no error:
+        the next free port is tried instead.
+        """
+        taken: list[int] = []
+        while True:
+            if requested is None and prefer and prefer not in taken and port_is_free(prefer):
+                port = prefer
+            else:
+                port = choose_local_port(requested, preferred=self.app.preferred_port,
+                                         avoid=taken)  # fmt: skip
+            try:
+                self.open(port)
+            except PortInUse:
+                self.proc = None  # its ssh has exited
+                taken.append(port)
+                if requested is not None or len(taken) >= PORT_ATTEMPTS:
+                    raise
+                self._say(f"port {port} was taken just now; trying another")
+                continue
+            self._say(f"tunnel open on 127.0.0.1:{port}")
+            return port
+
+    def open(self, port: int, *, reach_timeout_s: float = 60) -> None:
+        """Start the forward on ``port`` and wait until the app answers through it."""
+        log = self.log_path
+        offset = log.stat().st_size if log.exists() else 0  # this attempt's lines start here
+        with sigint_deferred():  # never leave a forward running that stop() does not know
+            proc = self.proc = spawn(
+                self.transport.forward_argv(self.node, port, self.remote), log_path=log
+            )
+            # Recorded so that whoever cleans up after a hard kill can end it by PID.
+            (self.local_dir / "tunnel.pid").write_text(f"{proc.pid} {proc.start_ticks}\n")
+        self.port = port
+        self._wait_reachable(proc, port, reach_timeout_s, log_offset=offset)
+
+    def _wait_reachable(
+        self, proc: ProcessRef, port: int, timeout_s: float, *, log_offset: int
+    ) -> None:
+        path = self.app.ready_path
+        headers = self.app.auth_headers(self.token)
+
+        def probe() -> bool:
+            if not proc.alive():
+                with open(self.log_path, "rb") as f:
+                    f.seek(log_offset)
+                    log = f.read().decode(errors="replace").strip()
+                if "Address already in use" in log or "cannot listen" in log:
+                    raise PortInUse(
+                        f"local port {port} was taken just now by another program",
+                        hint="run the command again (or choose a port with --port)",
+                    )
+                last = log.splitlines()[-1] if log else "no output"
+                raise TunnelError(
+                    f"the SSH tunnel to the node exited: {last}",
+                    hint="run again with --debug to see the ssh command, and try it by hand",
+                )
+            code = probe_http(port, path, headers)
+            if self.app.ready(code):
+                return True
+            raise NotReady(f"HTTP {code} from {path}")
+
+        wait_until(
+            probe, timeout_s=timeout_s, what="the app to answer through the tunnel", interval_s=0.05
+        )
+
+    def answers(self, timeout_s: float) -> bool:
+        """Whether the app answers through the tunnel at all (any HTTP status will do)."""
+        if self.port is None:
+            return False
+        try:
+            probe_http(self.port, self.app.ready_path, self.app.auth_headers(self.token),
+                       timeout_s=timeout_s)  # fmt: skip
+        except NotReady:
+            return False
+        return True
+
+    def stop_quietly(self) -> None:
+        with contextlib.suppress(NodetunnelError):
+            self.stop()
