@@ -12,6 +12,7 @@ end of each test, whatever happened.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -28,8 +29,6 @@ from typing import Any
 
 import pytest
 
-import functools
-
 from nodetunnel.apps import APPS, JUPYTER
 from nodetunnel.errors import UsageError
 from nodetunnel.scheduler import Slurm
@@ -37,9 +36,9 @@ from nodetunnel.session import jobscript as payload
 from nodetunnel.session.jobscript import MAX_SOCKET_PATH, Environment
 from nodetunnel.session.model import parse_key_values as parse_endpoint
 
-render_body = functools.partial(payload.render_body, scheduler=Slurm)
-
 from .conftest import Golden
+
+render_body = functools.partial(payload.render_body, scheduler=Slurm)
 
 SESSION_DIR = "/home/alice/.nodetunnel/sessions/nt-0123abcd"
 FULL_ENV = Environment(

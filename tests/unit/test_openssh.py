@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 import pytest
 
-from nodetunnel.transport import openssh as ssh
 from nodetunnel.errors import (
     CommandError,
     CommandNotFound,
@@ -31,6 +30,7 @@ from nodetunnel.errors import (
 )
 from nodetunnel.proc import Completed
 from nodetunnel.quoting import remote_command
+from nodetunnel.transport import openssh as ssh
 from nodetunnel.transport.openssh import (
     OpenSSH,
     SshSettings,

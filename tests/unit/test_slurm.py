@@ -33,11 +33,10 @@ from nodetunnel.scheduler import (
     Slurm,
     expand_hostlist,
     job_script,
-    testing,
     parse_time_left,
     render_header,
+    testing,
 )
-from nodetunnel.scheduler.testing import FakeRunner, FakeSlurm, UnexpectedCall
 from nodetunnel.scheduler.slurm import (
     END_OF_DIRECTIVES,
     SQUEUE_FORMAT,
@@ -47,6 +46,7 @@ from nodetunnel.scheduler.slurm import (
     sbatch_quote,
     translate_sbatch_error,
 )
+from nodetunnel.scheduler.testing import FakeRunner, FakeSlurm, UnexpectedCall
 
 from .conftest import Golden
 
