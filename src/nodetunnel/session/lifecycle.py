@@ -181,6 +181,7 @@ class Session:
     def _connect(self) -> None:
         """Prepare fresh connections; the first command then authenticates each hop."""
         self.transport.connect()
+        self.local_dir.mkdir(mode=0o700, exist_ok=True)  # the tunnel's log, the browser page
         self._connected = True
 
     def _new_tunnel(self, node: str, remote: str) -> Tunnel:

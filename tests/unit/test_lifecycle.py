@@ -1,0 +1,295 @@
+"""The session core on the project's fakes: Session and the fleet API, no cluster needed.
+
+The scheduler is the real :class:`~nodetunnel.scheduler.Slurm` over
+:class:`~nodetunnel.scheduler.testing.FakeSlurm`; the transport is
+:class:`~nodetunnel.transport.testing.FakeTransport`, which runs the session
+directory's commands here in a temporary home and makes each tunnel a small
+local HTTP server on 127.0.0.1. The test moves the jobs along from FakeSlurm's
+``on_call`` hook, so every run is deterministic and bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from nodetunnel.apps import JUPYTER
+from nodetunnel.errors import JobFailed
+from nodetunnel.scheduler import JobRequest, JobState, Slurm
+from nodetunnel.scheduler.testing import Call, FakeSlurm
+from nodetunnel.session import LaunchRequest, Session
+from nodetunnel.session.fleet import Link, claim, reconcile, stop_sessions
+from nodetunnel.state import SessionRecord, SessionStore
+from nodetunnel.transport import ClusterRef
+from nodetunnel.transport.testing import FakeTransport
+
+USER = getpass.getuser()  # the fake cluster's user is who runs the tests (id -un there)
+CLUSTER = ClusterRef("fake", ("login", "gateway"))
+Hook = Callable[[Call, FakeSlurm], None]
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    (tmp_path / "run").mkdir()
+    return tmp_path / "run" / "nodetunnel"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+def session_dir_of(fake: FakeSlurm, job_id: str) -> Path:
+    return Path(fake.jobs[job_id].directives["output"]).parent
+
+
+def publish(fake: FakeSlurm, job_id: str, node: str = "node1") -> None:
+    """What the job does once its app listens: the endpoint file, atomically."""
+    d = session_dir_of(fake, job_id)
+    (d / "endpoint.tmp").write_text(f"socket=/tmp/nt.abc123/s\nhost={node}\n")
+    (d / "endpoint.tmp").rename(d / "endpoint")
+
+
+def squeues(fake: FakeSlurm) -> int:
+    return fake.count("squeue")
+
+
+def runs_after(pending_queries: int, *, time_left: str = "59:58") -> Hook:
+    """A hook: the job stays PENDING for ``pending_queries`` squeues, then runs its app."""
+
+    def hook(call: Call, fake: FakeSlurm) -> None:
+        if call.program != "squeue" or not fake.jobs:
+            return
+        job_id = max(fake.jobs)
+        if fake.jobs[job_id].state is JobState.PENDING and squeues(fake) > pending_queries:
+            fake.start(job_id, time_left=time_left)
+            publish(fake, job_id)
+
+    return hook
+
+
+def make_session(home: Path, hook: Hook, **kw: object) -> tuple[Session, FakeSlurm, FakeTransport]:
+    fake = FakeSlurm(user=USER, on_call=hook)
+    transport = FakeTransport(home)
+    req = LaunchRequest(app=JUPYTER, cluster=CLUSTER, job=JobRequest(partition="gpu"), **kw)  # type: ignore[arg-type]
+    said: list[str] = []
+    session = Session(req, transport=transport, scheduler=Slurm(fake), progress=said.append)
+    session.said = said  # type: ignore[attr-defined]
+    return session, fake, transport
+
+
+def said(session: Session) -> list[str]:
+    return session.said  # type: ignore[attr-defined,no-any-return]
+
+
+# ------------------------------------------------------------------- start
+def test_start_pending_running_ready_then_close_cancels(runtime: Path, home: Path) -> None:
+    session, fake, transport = make_session(home, runs_after(2))
+    with session:
+        info = session.start()
+        job_id = info.job_id
+        assert fake.jobs[job_id].state is JobState.RUNNING
+        assert info.node == "node1" and info.remote == "/tmp/nt.abc123/s"
+        assert info.url == f"http://127.0.0.1:{info.local_port}/lab?token={session.token}"
+        assert session.tunnel is not None and session.tunnel.alive()
+        # The readiness probe went through the tunnel with the app's own authentication.
+        assert f"GET /api/status token {session.token}" in transport.requests()
+        # The token was written to the session directory, private to the user.
+        d = session_dir_of(fake, job_id)
+        assert (d / "token").read_text() == session.token
+        assert (d.stat().st_mode & 0o777) == 0o700
+        tunnel = session.tunnel.proc
+    assert fake.jobs[job_id].state is JobState.CANCELLED  # Ctrl-C / leaving cancels the job
+    assert tunnel is not None and not tunnel.alive()
+    assert not d.exists()  # the session directory on the cluster is gone
+    assert not session.local_dir.exists()
+    lines = said(session)
+    assert any("PENDING" in line for line in lines)
+    assert f"job {job_id} is running on node1; opening the tunnel" in lines
+    assert f"cancelling job {job_id}" in lines
+
+
+def test_job_death_before_ready_reports_the_error_and_the_log(runtime: Path, home: Path) -> None:
+    def dies(call: Call, fake: FakeSlurm) -> None:
+        if call.program == "squeue" and fake.jobs:
+            job_id = max(fake.jobs)
+            if fake.jobs[job_id].state is JobState.PENDING:
+                fake.start(job_id)
+                d = session_dir_of(fake, job_id)
+                (d / "job.log").write_text("Traceback: No module named jupyterlab\n")
+                (d / "error").write_text("jupyter not found on PATH on node1\n")
+                fake.finish(job_id, JobState.FAILED)
+
+    session, fake, _ = make_session(home, dies)
+    with pytest.raises(JobFailed) as err, session:
+        session.start()
+    assert "failed before the app was ready: jupyter not found on PATH" in err.value.message
+    assert "No module named jupyterlab" in err.value.message  # the end of the job log
+    assert not session.local_dir.exists()
+    assert not list((home / ".nodetunnel" / "sessions").iterdir())
+
+
+def test_transient_scheduler_errors_while_pending_do_not_end_the_start(
+    runtime: Path, home: Path
+) -> None:
+    session, fake, _ = make_session(home, runs_after(3))
+    fake.fail_next("squeue", 2)  # a busy controller, twice, while the job waits
+    with session:
+        info = session.start()
+        assert fake.jobs[info.job_id].state is JobState.RUNNING
+    assert any("could not ask about job" in line for line in said(session))
+
+
+def test_persistent_scheduler_errors_end_the_start_and_cancel(runtime: Path, home: Path) -> None:
+    session, fake, _ = make_session(home, lambda call, fake: None)
+    fake.fail_next("squeue", 50)
+    with pytest.raises(Exception, match="SLURM controller|could not read the state"), session:
+        session.start()
+    (job,) = fake.jobs.values()
+    assert job.state is JobState.CANCELLED  # a job that may still run is cancelled
+
+
+# ------------------------------------------------------------------- keeping
+def test_reconnect_after_a_dropped_tunnel(runtime: Path, home: Path) -> None:
+    ended = {"at": 0}
+
+    def hook(call: Call, fake: FakeSlurm) -> None:
+        runs_after(0)(call, fake)
+        if session.reconnects >= 1 and not ended["at"]:  # back: now the job ends
+            ended["at"] = squeues(fake)
+            fake.finish(max(fake.jobs), JobState.TIMEOUT)
+
+    session, fake, _ = make_session(home, hook, job_check_interval_s=0.2, warn_before_s=None)
+    with session:
+        info = session.start()
+        first = session.tunnel.proc  # type: ignore[union-attr]
+        assert first is not None
+        first.stop(timeout_s=5)  # the tunnel's ssh dies
+        why = session.watch()
+        assert session.reconnects == 1
+        assert session.tunnel is not None and session.tunnel.proc != first
+        assert session.tunnel.port == info.local_port  # the same local port
+    assert why == f"job {info.job_id} reached its time limit (TIMEOUT); the session is over"
+    assert "the tunnel dropped; reconnecting" in said(session)
+
+
+def test_walltime_warning_then_end(runtime: Path, home: Path) -> None:
+    notices: list[str] = []
+
+    def hook(call: Call, fake: FakeSlurm) -> None:
+        runs_after(0, time_left="0:30")(call, fake)
+        if any("reaches its time limit" in n for n in notices):
+            fake.finish(max(fake.jobs), JobState.TIMEOUT)
+
+    session, fake, _ = make_session(home, hook, job_check_interval_s=0.2, warn_before_s=60.0)
+    session._notice = notices.append
+    with session:
+        info = session.start()
+        why = session.watch()
+    (warning,) = [n for n in notices if "reaches its time limit" in n]
+    assert warning.startswith(f"job {info.job_id} reaches its time limit in ")
+    assert "TIMEOUT" in why
+    assert fake.jobs[info.job_id].state is JobState.TIMEOUT  # ended by itself: not cancelled
+
+
+# ------------------------------------------------------------------- the fleet
+def connector(transport: FakeTransport, fake: FakeSlurm) -> Callable[[ClusterRef], Iterator[Link]]:
+    @contextlib.contextmanager
+    def connect(ref: ClusterRef) -> Iterator[Link]:
+        if transport.unreachable:
+            transport.run(["true"])  # raises as an unreachable cluster does
+        yield Link(transport, Slurm(fake))
+
+    return connect  # type: ignore[return-value]
+
+
+def started_elsewhere(home: Path, fake: FakeSlurm, session_id: str = "nt-1234abcd") -> str:
+    """A session another laptop started: its job runs, its directory holds token and endpoint."""
+    d = home / ".nodetunnel" / "sessions" / session_id
+    d.mkdir(parents=True, mode=0o700)
+    script = f"#!/bin/sh\n#SBATCH --job-name=nodetunnel-jupyter-{session_id}\n#SBATCH --output={d}/job.log\n:\n"
+    job_id = fake(["sbatch", "--parsable"], input=script, timeout_s=5).stdout.strip()
+    fake.start(job_id)
+    (d / "token").write_text("the-other-laptops-token")
+    (d / "endpoint").write_text("socket=/tmp/nt.zzz999/s\nhost=node1\n")
+    (d / "lease").write_text("1800\n")
+    return job_id
+
+
+def test_claim_a_session_from_another_machine(tmp_path: Path, home: Path) -> None:
+    fake, transport = FakeSlurm(user=USER), FakeTransport(home)
+    job_id = started_elsewhere(home, fake)
+    store = SessionStore(tmp_path / "store")
+    rows = reconcile(store, [CLUSTER], connect=connector(transport, fake))  # type: ignore[arg-type]
+    (row,) = rows
+    assert (row.session_id, row.job_id, row.here, row.state) == (
+        "nt-1234abcd", job_id, False, "RUNNING")  # fmt: skip
+    record = claim(store, CLUSTER, "nt-1234", connect=connector(transport, fake))  # type: ignore[arg-type]
+    assert (record.session_id, record.job_id, record.node) == ("nt-1234abcd", job_id, "node1")
+    assert record.token == "the-other-laptops-token"
+    assert record.remote == "/tmp/nt.zzz999/s"
+    assert record.lease_s == 1800.0
+    assert record.cluster == "fake" and record.jump == ["login", "gateway"]
+    assert store.find("nt-1234").job_id == job_id  # attachable here now
+    # Claimed again: the record known here is never overwritten.
+    again = claim(store, CLUSTER, job_id, connect=connector(transport, fake))  # type: ignore[arg-type]
+    assert again == store.find(job_id)
+
+
+def test_stop_many_on_two_clusters_one_unreachable(tmp_path: Path, home: Path) -> None:
+    fake, transport = FakeSlurm(user=USER), FakeTransport(home)
+    other_fake, other = FakeSlurm(user=USER, first_job_id=5000), FakeTransport(tmp_path / "h2")
+    other.unreachable = True
+    store = SessionStore(tmp_path / "store")
+    ids = [started_elsewhere(home, fake, f"nt-0000000{i}") for i in range(3)]
+    far = started_elsewhere(tmp_path / "h2", other_fake, "nt-ffffffff")
+    for i, job_id in enumerate(ids):
+        store.save(SessionRecord(session_id=f"nt-0000000{i}", app="jupyter", job_id=job_id,
+                                 jump=["login", "gateway"], cluster="fake",
+                                 session_dir=str(home / ".nodetunnel/sessions" / f"nt-0000000{i}")))  # fmt: skip
+    store.save(SessionRecord(session_id="nt-ffffffff", app="jupyter", job_id=far,
+                             jump=["far-login"], cluster="far"))  # fmt: skip
+
+    def connect(ref: ClusterRef) -> contextlib.AbstractContextManager[Link]:
+        if ref.name == "far":
+            return connector(other, other_fake)(ref)  # type: ignore[return-value]
+        return connector(transport, fake)(ref)  # type: ignore[return-value]
+
+    report = stop_sessions(store, store.all(), connect=connect)
+    assert sorted(r.job_id for r in report.stopped) == sorted(ids)
+    assert all(fake.jobs[j].state is JobState.CANCELLED for j in ids)
+    assert fake.count("scancel") == 1  # one cancel for all of a cluster's sessions
+    assert not list((home / ".nodetunnel" / "sessions").iterdir())
+    ((ref, group, why),) = report.failed
+    assert ref.name == "far" and [r.session_id for r in group] == ["nt-ffffffff"]
+    assert "cannot reach the cluster" in why
+    assert [r.session_id for r in store.all()] == ["nt-ffffffff"]  # kept, to stop again later
+    assert other_fake.jobs[far].state is JobState.RUNNING
+
+
+def test_reconcile_forgets_ended_sessions_and_reports_unreachable(tmp_path: Path, home: Path) -> None:
+    fake, transport = FakeSlurm(user=USER), FakeTransport(home)
+    store = SessionStore(tmp_path / "store")
+    live = started_elsewhere(home, fake, "nt-00000001")
+    gone = started_elsewhere(home, fake, "nt-00000002")
+    for sid, job_id in (("nt-00000001", live), ("nt-00000002", gone)):
+        store.save(SessionRecord(session_id=sid, app="jupyter", job_id=job_id,
+                                 jump=["login", "gateway"], cluster="fake",
+                                 session_dir=str(home / ".nodetunnel/sessions" / sid)))  # fmt: skip
+    fake.finish(gone, JobState.COMPLETED)
+    fake.forget(gone)
+    rows = {r.session_id: r for r in reconcile(store, connect=connector(transport, fake))}  # type: ignore[arg-type]
+    assert rows["nt-00000001"].state == "RUNNING" and rows["nt-00000001"].here
+    assert rows["nt-00000002"].state == "ENDED"
+    assert [r.session_id for r in store.all()] == ["nt-00000001"]
+    assert not (home / ".nodetunnel/sessions/nt-00000002").exists()
+    transport.unreachable = True
+    (row,) = reconcile(store, connect=connector(transport, fake))  # type: ignore[arg-type]
+    assert row.state == "UNKNOWN" and "cannot reach the cluster" in row.problem
+    assert re.fullmatch(r"nt-0{7}1", row.session_id)
