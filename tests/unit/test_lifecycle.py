@@ -95,9 +95,11 @@ def test_start_pending_running_ready_then_close_cancels(runtime: Path, home: Pat
         info = session.start()
         job_id = info.job_id
         assert fake.jobs[job_id].state is JobState.RUNNING
-        assert info.node == "node1" and info.remote == "/tmp/nt.abc123/s"
+        assert info.node == "node1"
+        assert info.remote == "/tmp/nt.abc123/s"
         assert info.url == f"http://127.0.0.1:{info.local_port}/lab?token={session.token}"
-        assert session.tunnel is not None and session.tunnel.alive()
+        assert session.tunnel is not None
+        assert session.tunnel.alive()
         # The readiness probe went through the tunnel with the app's own authentication.
         assert f"GET /api/status token {session.token}" in transport.requests()
         # The token was written to the session directory, private to the user.
@@ -106,7 +108,8 @@ def test_start_pending_running_ready_then_close_cancels(runtime: Path, home: Pat
         assert (d.stat().st_mode & 0o777) == 0o700
         tunnel = session.tunnel.proc
     assert fake.jobs[job_id].state is JobState.CANCELLED  # Ctrl-C / leaving cancels the job
-    assert tunnel is not None and not tunnel.alive()
+    assert tunnel is not None
+    assert not tunnel.alive()
     assert not d.exists()  # the session directory on the cluster is gone
     assert not session.local_dir.exists()
     lines = said(session)
@@ -126,7 +129,7 @@ def test_job_death_before_ready_reports_the_error_and_the_log(runtime: Path, hom
                 (d / "error").write_text("jupyter not found on PATH on node1\n")
                 fake.finish(job_id, JobState.FAILED)
 
-    session, fake, _ = make_session(home, dies)
+    session, _fake, _ = make_session(home, dies)
     with pytest.raises(JobFailed) as err, session:
         session.start()
     assert "failed before the app was ready: jupyter not found on PATH" in err.value.message
@@ -149,7 +152,7 @@ def test_transient_scheduler_errors_while_pending_do_not_end_the_start(
 def test_persistent_scheduler_errors_end_the_start_and_cancel(runtime: Path, home: Path) -> None:
     session, fake, _ = make_session(home, lambda call, fake: None)
     fake.fail_next("squeue", 50)
-    with pytest.raises(Exception, match="SLURM controller|could not read the state"), session:
+    with pytest.raises(Exception, match=r"SLURM controller|could not read the state"), session:
         session.start()
     (job,) = fake.jobs.values()
     assert job.state is JobState.CANCELLED  # a job that may still run is cancelled
@@ -165,7 +168,7 @@ def test_reconnect_after_a_dropped_tunnel(runtime: Path, home: Path) -> None:
             ended["at"] = squeues(fake)
             fake.finish(max(fake.jobs), JobState.TIMEOUT)
 
-    session, fake, _ = make_session(home, hook, job_check_interval_s=0.2, warn_before_s=None)
+    session, _fake, _ = make_session(home, hook, job_check_interval_s=0.2, warn_before_s=None)
     with session:
         info = session.start()
         first = session.tunnel.proc  # type: ignore[union-attr]
@@ -173,7 +176,8 @@ def test_reconnect_after_a_dropped_tunnel(runtime: Path, home: Path) -> None:
         first.stop(timeout_s=5)  # the tunnel's ssh dies
         why = session.watch()
         assert session.reconnects == 1
-        assert session.tunnel is not None and session.tunnel.proc != first
+        assert session.tunnel is not None
+        assert session.tunnel.proc != first
         assert session.tunnel.port == info.local_port  # the same local port
     assert why == f"job {info.job_id} reached its time limit (TIMEOUT); the session is over"
     assert "the tunnel dropped; reconnecting" in said(session)
@@ -226,8 +230,8 @@ def test_claim_a_session_from_another_machine(tmp_path: Path, home: Path) -> Non
     fake, transport = FakeSlurm(user=USER), FakeTransport(home)
     job_id = started_elsewhere(home, fake)
     store = SessionStore(tmp_path / "store")
-    rows = reconcile(store, [CLUSTER], connect=connector(transport, fake))  # type: ignore[arg-type]
-    (row,) = rows
+    listing = reconcile(store, [CLUSTER], connect=connector(transport, fake))  # type: ignore[arg-type]
+    (row,) = listing.rows
     assert (row.session_id, row.job_id, row.here, row.state) == (
         "nt-1234abcd", job_id, False, "RUNNING")  # fmt: skip
     record = claim(store, CLUSTER, "nt-1234", connect=connector(transport, fake))  # type: ignore[arg-type]
@@ -235,7 +239,8 @@ def test_claim_a_session_from_another_machine(tmp_path: Path, home: Path) -> Non
     assert record.token == "the-other-laptops-token"
     assert record.remote == "/tmp/nt.zzz999/s"
     assert record.lease_s == 1800.0
-    assert record.cluster == "fake" and record.jump == ["login", "gateway"]
+    assert record.cluster == "fake"
+    assert record.jump == ["login", "gateway"]
     assert store.find("nt-1234").job_id == job_id  # attachable here now
     # Claimed again: the record known here is never overwritten.
     again = claim(store, CLUSTER, job_id, connect=connector(transport, fake))  # type: ignore[arg-type]
@@ -267,13 +272,16 @@ def test_stop_many_on_two_clusters_one_unreachable(tmp_path: Path, home: Path) -
     assert fake.count("scancel") == 1  # one cancel for all of a cluster's sessions
     assert not list((home / ".nodetunnel" / "sessions").iterdir())
     ((ref, group, why),) = report.failed
-    assert ref.name == "far" and [r.session_id for r in group] == ["nt-ffffffff"]
+    assert ref.name == "far"
+    assert [r.session_id for r in group] == ["nt-ffffffff"]
     assert "cannot reach the cluster" in why
     assert [r.session_id for r in store.all()] == ["nt-ffffffff"]  # kept, to stop again later
     assert other_fake.jobs[far].state is JobState.RUNNING
 
 
-def test_reconcile_forgets_ended_sessions_and_reports_unreachable(tmp_path: Path, home: Path) -> None:
+def test_reconcile_forgets_ended_sessions_and_reports_unreachable(
+    tmp_path: Path, home: Path
+) -> None:
     fake, transport = FakeSlurm(user=USER), FakeTransport(home)
     store = SessionStore(tmp_path / "store")
     live = started_elsewhere(home, fake, "nt-00000001")
@@ -284,12 +292,122 @@ def test_reconcile_forgets_ended_sessions_and_reports_unreachable(tmp_path: Path
                                  session_dir=str(home / ".nodetunnel/sessions" / sid)))  # fmt: skip
     fake.finish(gone, JobState.COMPLETED)
     fake.forget(gone)
-    rows = {r.session_id: r for r in reconcile(store, connect=connector(transport, fake))}  # type: ignore[arg-type]
-    assert rows["nt-00000001"].state == "RUNNING" and rows["nt-00000001"].here
+    listing = reconcile(store, connect=connector(transport, fake))  # type: ignore[arg-type]
+    rows = {r.session_id: r for r in listing.rows}
+    assert listing.unreachable == []
+    assert rows["nt-00000001"].state == "RUNNING"
+    assert rows["nt-00000001"].here
     assert rows["nt-00000002"].state == "ENDED"
     assert [r.session_id for r in store.all()] == ["nt-00000001"]
     assert not (home / ".nodetunnel/sessions/nt-00000002").exists()
     transport.unreachable = True
-    (row,) = reconcile(store, connect=connector(transport, fake))  # type: ignore[arg-type]
-    assert row.state == "UNKNOWN" and "cannot reach the cluster" in row.problem
+    listing = reconcile(store, connect=connector(transport, fake))  # type: ignore[arg-type]
+    (row,) = listing.rows
+    assert row.state == "UNKNOWN"
+    assert "cannot reach the cluster" in row.problem
+    ((ref, why),) = listing.unreachable
+    assert ref.name == "fake"
+    assert why == row.problem
     assert re.fullmatch(r"nt-0{7}1", row.session_id)
+
+
+# ------------------------------------------------------------------- --keep
+def test_keep_leaves_a_started_session_running(runtime: Path, home: Path) -> None:
+    store = SessionStore(runtime.parent / "store")
+    session, fake, _ = make_session(home, runs_after(0), keep=True)
+    session.store = store
+    with session:
+        info = session.start()
+    assert fake.jobs[info.job_id].state is JobState.RUNNING
+    (record,) = store.all()
+    assert (record.job_id, record.pid, record.tunnel_pid) == (info.job_id, None, None)
+
+
+@pytest.mark.parametrize("how", ["fails", "times out"])
+def test_keep_never_leaves_an_untracked_job_after_a_failed_start(
+    runtime: Path, home: Path, how: str
+) -> None:
+    def hook(call: Call, fake: FakeSlurm) -> None:
+        if how == "fails" and call.program == "squeue" and fake.jobs:
+            fake.finish(max(fake.jobs), JobState.FAILED)
+
+    session, fake, _ = make_session(home, hook, keep=True, start_timeout_s=1.0)
+    notices: list[str] = []
+    session._notice = notices.append
+    with pytest.raises(Exception, match=r"failed before the app was ready|timed out"), session:
+        session.start()
+    (job,) = fake.jobs.values()
+    assert job.state in (JobState.CANCELLED, JobState.FAILED)
+    if how == "times out":
+        assert job.state is JobState.CANCELLED
+        assert any("never became ready" in n for n in notices)
+
+
+# ------------------------------------------------------------------- politeness
+class FakeClock:
+    """time.monotonic/time/sleep for the start-up wait: a 30-minute queue in a second."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return 1.7e9 + self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def strftime(self, *args: object) -> str:
+        import time
+
+        return time.strftime(*args)  # type: ignore[arg-type]
+
+
+def test_a_long_pending_wait_asks_the_scheduler_at_most_twice_a_minute(
+    runtime: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time as real_time
+
+    from nodetunnel import proc
+    from nodetunnel.session import startup
+
+    clock = FakeClock()
+    monkeypatch.setattr(proc, "time", clock)
+    monkeypatch.setattr(startup, "time", clock)
+    t0 = clock.now
+    asked_at: list[float] = []
+
+    def hook(call: Call, fake: FakeSlurm) -> None:
+        if call.program == "squeue" and "--start" not in call.argv:
+            asked_at.append(clock.now - t0)
+        if fake.jobs and clock.now - t0 >= 30 * 60:  # it starts after half an hour
+            job_id = max(fake.jobs)
+            if fake.jobs[job_id].state is JobState.PENDING:
+                fake.start(job_id)
+                publish(fake, job_id)
+                monkeypatch.setattr(proc, "time", real_time)  # the tunnel waits for real
+
+    fake = FakeSlurm(user=USER, on_call=hook)
+    transport = FakeTransport(home)
+    req = LaunchRequest(app=JUPYTER, cluster=CLUSTER, job=JobRequest(), start_timeout_s=3600)
+    session = Session(req, transport=transport, scheduler=Slurm(fake))
+
+    # Every endpoint read while pending moves the fake clock too (the job starts on time).
+    real_run = transport.run
+
+    def run(argv: list[str], **kw: object) -> object:
+        if argv[:1] == ["cat"] and fake.jobs:
+            hook(Call(["cat"], None, 1.0, False), fake)
+        return real_run(argv, **kw)  # type: ignore[arg-type]
+
+    transport.run = run  # type: ignore[method-assign,assignment]
+    with session:
+        session.start()
+    first_minute = [t for t in asked_at if t < 60]
+    later = [t for t in asked_at if 60 <= t < 30 * 60]
+    assert len(first_minute) <= 25
+    assert len(later) <= 2 * 29 + 1  # at most two a minute after the first minute
+    assert max(asked_at) >= 30 * 60  # and the start was noticed ...
+    assert max(asked_at) - 30 * 60 < 10  # ... within seconds of the job starting

@@ -30,8 +30,18 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()  # a script may read it while the command keeps running
 
 
+#: A time limit this long is SLURM's way of printing "none" (INFINITE shows as ~365 days).
+UNLIMITED_S = 300 * 24 * 3600
+
+
 def time_left_text(seconds: int | None) -> str:
-    return "" if seconds is None else f"{seconds // 60} min"
+    if seconds is None:
+        return ""
+    if seconds >= UNLIMITED_S:
+        return "unlimited"
+    if seconds >= 48 * 3600:
+        return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+    return f"{seconds // 60} min"
 
 
 def session_table(rows: list[Any]) -> None:
@@ -41,7 +51,7 @@ def session_table(rows: list[Any]) -> None:
 
     table = Table(title="nodetunnel sessions", title_justify="left")
     for col in ("id", "app", "cluster", "job", "state", "node", "time left", "tunnel", "url"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)  # an id or URL must stay whole, to copy it
     for r in rows:
         tunnel = ("up" if r.tunnel_up else "down") if r.here else "elsewhere"
         if r.reconnects:
@@ -50,12 +60,13 @@ def session_table(rows: list[Any]) -> None:
             r.session_id, r.app, r.cluster or "", r.job_id, r.state, r.node,
             time_left_text(r.time_left_s), tunnel, r.url if r.tunnel_up else "",
         )  # fmt: skip
-    Console().print(table)
+    # Off a terminal (a pipe, a file) rich would cut the table at 80 columns.
+    Console(width=None if sys.stdout.isatty() else 10_000).print(table)
 
 
 def announce(session: Any, info: Any, *, detached_pid: int | None) -> None:
     """The lines that say a session is ready: its URL, its job, how it ends."""
-    left = f", {info.time_left_s // 60} min left" if info.time_left_s else ""
+    left = f", {time_left_text(info.time_left_s)} left" if info.time_left_s else ""
     lease = session.req.lease_s
     until = f" until the job ends or nothing keeps it for {lease / 60:g} min" if lease else ""
     click.echo(f"\n  {session.app.name} is ready: {info.url}\n")

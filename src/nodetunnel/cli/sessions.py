@@ -68,16 +68,17 @@ def list_sessions(
     from ..session.fleet import reconcile
     from ..state import SessionStore
 
-    rows = reconcile(SessionStore(), _cluster_refs(cluster, config_file, all_clusters))
+    listing = reconcile(SessionStore(), _cluster_refs(cluster, config_file, all_clusters))
     if as_json:
-        print_json([r.to_json() for r in rows])
-        return
-    if not rows:
+        print_json([r.to_json() for r in listing.rows])
+    elif listing.rows:
+        session_table(listing.rows)
+    elif not listing.unreachable:
         click.echo("no sessions  (start one with: nodetunnel jupyter --cluster NAME)")
-        return
-    session_table(rows)
-    for problem in sorted({r.problem for r in rows if r.problem}):
-        progress(f"could not ask SLURM: {problem}")
+    for ref, problem in listing.unreachable:
+        progress(f"could not ask SLURM on {ref.where}: {problem}")
+    if listing.unreachable:  # what is shown may be out of date: scripts must know
+        raise SystemExit(ExitCode.CONNECTION)
 
 
 @cli.command()

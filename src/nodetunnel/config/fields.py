@@ -54,7 +54,7 @@ FIELDS: tuple[Field, ...] = (
           "60"),
     *(f for _, f in resource_fields(JobRequest)),
     Field("conda_env", "str", "environment", "conda environment to activate (name or path)",
-          '"jupyter"', ("--conda-env",), "Conda environment to activate on the node."),
+          '"lab-env"', ("--conda-env",), "Conda environment to activate on the node."),
     Field("modules", "str_list", "environment", "environment modules to load, in order",
           '["miniconda"]', ("--module",), "Environment module to load first (repeatable).",
           "NAME"),

@@ -63,7 +63,7 @@ def starter_config() -> str:
         "# keys, which override the cluster's keys above for that app.",
         f"# [clusters.mylab.{APPS[0]}]",
         '# time = "4:00:00"',
-        '# conda_env = "jupyter"',
+        '# conda_env = "lab-env"',
         "",
         "# A second cluster, reached through one login host (set up in ~/.ssh/config):",
         "# [clusters.other]",

@@ -31,7 +31,7 @@ from ..state import SessionRecord, SessionStore
 from ..transport.base import ClusterRef, Transport
 from ..transport.openssh import close_masters, private_runtime_dir
 from .lifecycle import default_transport, redirect_page, walltime_end
-from .model import JOB_NAME, Endpoint, SessionRow, StopReport
+from .model import JOB_NAME, Endpoint, Listing, SessionRow, StopReport
 from .remote import RemoteDir, remove_dirs
 
 LOG_KEEP_S = 7 * 24 * 3600.0  # a detached session's log, after the session has gone
@@ -87,7 +87,7 @@ def by_cluster(
 
 def reconcile(
     store: SessionStore, clusters: Sequence[ClusterRef] = (), *, connect: Connector = cluster_link
-) -> list[SessionRow]:
+) -> Listing:
     """Every session with its job's state: one scheduler query per cluster.
 
     The clusters asked are those of the stored sessions and ``clusters``. A
@@ -96,11 +96,12 @@ def reconcile(
     A running nodetunnel job of the user that this machine does not know (one
     started on another laptop) is listed with ``here=False``; :func:`claim`
     makes it attachable. A cluster that cannot be asked gives rows in state
-    UNKNOWN with the ``problem``.
+    UNKNOWN with the ``problem``, and is listed in ``unreachable``.
     """
     groups = by_cluster(store.all(), clusters)
     store.prune_logs(max_age_s=LOG_KEEP_S)
-    rows: list[SessionRow] = []
+    listing = Listing()
+    rows = listing.rows
     stored = {r.job_id for _, records in groups for r in records}
     for ref, records in groups:
         jobs: dict[str, tuple[str, JobStatus]] | None = None
@@ -118,6 +119,7 @@ def reconcile(
                 remove_dirs(link.transport, gone)  # the ended jobs' directories on the cluster
         except NodetunnelError as exc:
             problem = exc.message
+            listing.unreachable.append((ref, problem))
         for record in records:
             rows.append(_reconciled(store, record, jobs, problem))
         for job_id, (name, status) in (jobs or {}).items():
@@ -129,7 +131,7 @@ def reconcile(
                 state=status.state.value, node=status.node or "", time_left_s=status.time_left_s,
                 tunnel_up=False, attached=False, here=False, problem=problem,
             ))  # fmt: skip
-    return rows
+    return listing
 
 
 def _status_in(jobs: dict[str, tuple[str, JobStatus]], job_id: str) -> JobStatus:

@@ -25,28 +25,25 @@ from types import TracebackType
 
 from ..apps import APPS
 from ..errors import (
-    CommandTimeout,
     JobFailed,
     NodetunnelError,
-    SchedulerError,
     TunnelError,
     UsageError,
 )
 from ..proc import NotReady, ProcessRef, spawn, wait_until
 from ..scheduler import make_scheduler
-from ..scheduler.base import JobRequest, JobState, JobStatus, Scheduler
+from ..scheduler.base import JobRequest, JobState, Scheduler
 from ..state import SessionRecord, SessionStore
 from ..transport.base import ClusterRef, Transport
 from ..transport.openssh import OpenSSHTransport, private_runtime_dir
 from .jobscript import render_body
-from .model import Endpoint, LaunchRequest, SessionInfo, job_name_for
+from .model import LaunchRequest, SessionInfo, job_name_for
 from .remote import ENDED, JOB_LOG, RemoteDir, remove_dirs
+from .startup import wait_for_endpoint
 from .tunnel import Tunnel, choose_local_port, sigint_deferred
 
 Progress = Callable[[str], None]
 RECONNECT_TIMEOUT_S = 300.0  # in the foreground; a detached session tries as long as the job runs
-RUNNING_CHECK_S = 3.0  # while a running job's app starts: how often the scheduler is asked
-TRANSIENT_FAILURES = 5  # scheduler errors in a row during the start before it gives up
 
 
 def redirect_page(path: Path, url: str, title: str) -> Path:
@@ -202,7 +199,7 @@ class Session:
         job_id = self.job_id = self.scheduler.submit_job(job, body)
         self._say(f"submitted job {job_id}")
 
-        status, endpoint = self._wait_for_endpoint(job_id)
+        status, endpoint = wait_for_endpoint(self, job_id)
         if req.lease_s:  # the lease runs from now: check in before the tunnel is even up
             from .keeper import beat_if_due
 
@@ -422,7 +419,12 @@ class Session:
         if self.handed_over:
             return
         problems: list[str] = []
-        keep = self.req.keep and not self.job_ended
+        # --keep keeps a session whose app was ready; a start that failed, timed out or was
+        # interrupted has nothing to come back to, so its job is cancelled all the same.
+        keep = self.req.keep and not self.job_ended and self.info is not None
+        if self.req.keep and self.info is None and self._submitted:
+            self._notice("the app never became ready, so its job is cancelled (--keep keeps "
+                         "only a session that started)")  # fmt: skip
         with sigint_deferred():
             if self.tunnel is not None:
                 proc = self.tunnel.proc
@@ -474,79 +476,6 @@ class Session:
         if self.info is None:
             raise RuntimeError("browser_file() needs a started session")
         return redirect_page(self.local_dir / "open.html", self.info.url, self.app.name)
-
-    # ------------------------------------------------------------- steps
-    def _wait_for_endpoint(self, job_id: str) -> tuple[JobStatus, Endpoint]:
-        """Wait for the job to run, then for its app to publish where it listens.
-
-        While the job waits in the queue, the scheduler is asked with a backoff
-        up to 3 s. Once it runs, the endpoint file is read about every 0.2-1 s
-        (the app is moments away) and the scheduler is asked only every few
-        seconds, to notice a job that died meanwhile. A failed question (a busy
-        controller, a slow network) is asked again; only several in a row end
-        the start, so a job that queued for hours is not lost to one hiccup.
-        """
-        last_line = ""
-        failures = 0
-        deadline = time.monotonic() + self.req.start_timeout_s
-
-        def ask() -> JobStatus:
-            """The scheduler's view, as a progress line; a job or app that failed raises JobFailed."""
-            nonlocal last_line, failures
-            try:
-                status = self.scheduler.status_of(job_id)
-            except (SchedulerError, CommandTimeout) as exc:
-                failures += 1
-                if failures >= TRANSIENT_FAILURES:
-                    raise
-                self._notice(f"could not ask about job {job_id} (will retry): {exc.message}")
-                raise NotReady(exc.message) from exc
-            failures = 0
-            line = f"job {job_id}: {status.describe()}"
-            if line != last_line:
-                last_line = line
-                if status.state == JobState.PENDING:  # one estimate per change of reason
-                    with contextlib.suppress(SchedulerError, CommandTimeout):
-                        estimate = self.scheduler.start_estimate(job_id)
-                        if estimate:
-                            line += f", expected to start {estimate}"
-                self._say(line)
-            error = self.remote.error() if status.state != JobState.PENDING else None
-            if error or status.state.finished:
-                tail = self.remote.log_tail()
-                reason = (error or "").strip() or f"the job ended ({status.state.value})"
-                raise JobFailed(
-                    job_id,
-                    status.state.value,
-                    message=f"job {job_id} failed before the app was ready: {reason}"
-                    + (f"\n--- end of the job log ---\n{tail}" if tail else ""),
-                    hint="fix the cause above and run the command again",
-                )
-            return status
-
-        def runs() -> JobStatus:
-            status = ask()
-            if status.state != JobState.RUNNING:
-                raise NotReady(last_line)
-            return status
-
-        hint = "the cluster may be busy: raise --timeout, or ask for fewer resources"
-        what = f"job {job_id} to start the app"
-        status = wait_until(runs, timeout_s=self.req.start_timeout_s, what=what,
-                            interval_s=0.3, max_interval_s=3.0, hint=hint)  # fmt: skip
-        asked = time.monotonic()
-
-        def published() -> tuple[JobStatus, Endpoint]:
-            nonlocal status, asked
-            if time.monotonic() - asked >= RUNNING_CHECK_S:
-                status, asked = ask(), time.monotonic()
-            endpoint = self.remote.endpoint()
-            if endpoint is not None:
-                return status, endpoint
-            raise NotReady(f"job {job_id} runs; its app has not published its endpoint yet")
-
-        return wait_until(published, timeout_s=max(1.0, deadline - time.monotonic()),
-                          what=what, interval_s=0.2, max_interval_s=1.0, hint=hint)  # fmt: skip
 
     def ended_reason(self) -> str | None:
         """What the job wrote when it ended itself (the lease), if anything."""

@@ -144,6 +144,14 @@ class SessionRow:
 
 
 @dataclasses.dataclass
+class Listing:
+    """What ``list`` found: the rows, and each cluster that could not be asked, with why."""
+
+    rows: list[SessionRow] = dataclasses.field(default_factory=list)
+    unreachable: list[tuple[ClusterRef, str]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
 class StopReport:
     """What ``stop`` did: the sessions stopped, and per unreachable cluster what was not."""
 

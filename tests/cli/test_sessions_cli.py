@@ -1,0 +1,76 @@
+"""The session commands' output: list off a terminal, time left, exit codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from nodetunnel.cli import cli
+from nodetunnel.errors import ExitCode
+from nodetunnel.session import Listing, SessionRow, fleet
+from nodetunnel.transport import ClusterRef
+
+
+def _row(**kw: Any) -> SessionRow:
+    base: dict[str, Any] = {
+        "session_id": "nt-7f3a9c01", "app": "jupyter", "cluster": "a-cluster-with-a-long-name",
+        "job_id": "123456789", "state": "RUNNING", "node": "gpu-node-with-a-long-name-042",
+        "time_left_s": 3600, "tunnel_up": True, "attached": True, "here": True,
+        "url": "http://127.0.0.1:8888/lab", "local_port": 8888,
+    }  # fmt: skip
+    base.update(kw)
+    return SessionRow(**base)
+
+
+@pytest.fixture
+def listing(monkeypatch: pytest.MonkeyPatch) -> Listing:
+    found = Listing()
+    monkeypatch.setattr(fleet, "reconcile", lambda store, clusters=(), **kw: found)
+    return found
+
+
+@pytest.fixture
+def rows(listing: Listing) -> list[SessionRow]:
+    return listing.rows
+
+
+def test_list_off_a_terminal_keeps_ids_and_urls_whole(rows: list[SessionRow]) -> None:
+    rows += [_row(), _row(session_id="nt-00000001", time_left_s=365 * 86400 - 60)]
+    result = CliRunner().invoke(cli, ["list"], prog_name="nodetunnel")
+    assert result.exit_code == 0, result.output
+    for whole in ("nt-7f3a9c01", "nt-00000001", "gpu-node-with-a-long-name-042",
+                  "http://127.0.0.1:8888/lab", "a-cluster-with-a-long-name"):  # fmt: skip
+        assert whole in result.stdout
+    assert "unlimited" in result.stdout  # SLURM's INFINITE, not "525599 min"
+    assert "60 min" in result.stdout
+
+
+def test_list_json_is_the_rows(rows: list[SessionRow]) -> None:
+    rows.append(_row(here=False, tunnel_up=False, attached=False))
+    result = CliRunner().invoke(cli, ["list", "--json"], prog_name="nodetunnel")
+    assert result.exit_code == 0
+    assert '"session_id": "nt-7f3a9c01"' in result.stdout
+    assert '"tunnel": "down"' in result.stdout
+    assert '"here": false' in result.stdout
+
+
+def test_list_exits_8_when_a_cluster_could_not_be_asked(
+    listing: Listing, rows: list[SessionRow]
+) -> None:
+    rows.append(_row(state="UNKNOWN", problem="cannot reach the cluster (login): No route"))
+    listing.unreachable.append(
+        (ClusterRef("lab", ("login",)), "cannot reach the cluster (login): No route")
+    )
+    result = CliRunner().invoke(cli, ["list"], prog_name="nodetunnel")
+    assert result.exit_code == ExitCode.CONNECTION
+    assert "nt-7f3a9c01" in result.stdout  # what it knows is still shown
+    assert "could not ask SLURM on lab: cannot reach the cluster" in result.stderr
+
+
+def test_list_with_nothing_and_an_unreachable_cluster_says_so(listing: Listing) -> None:
+    listing.unreachable.append((ClusterRef("lab", ("login",)), "cannot reach the cluster"))
+    result = CliRunner().invoke(cli, ["list", "--json"], prog_name="nodetunnel")
+    assert result.exit_code == ExitCode.CONNECTION
+    assert result.stdout.strip() == "[]"
