@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import pytest
 
 from nodetunnel import cli as cli_module
-from nodetunnel.sandbox import cluster
+from nodetunnel.sandbox import cluster, provision, teardown
 
 
 def _forbidden(what: str) -> Any:
@@ -29,6 +29,7 @@ def _no_real_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NODETUNNEL_SANDBOX_DIR", str(tmp_path / "default-sandbox-dir"))
     monkeypatch.setattr(cluster, "LOCK_FILE", tmp_path / "sandbox.lock")
     monkeypatch.setattr(cluster.Sandbox, "_locked", _forbidden("Sandbox._locked (up/down)"))
-    monkeypatch.setattr(cluster, "run", _forbidden("nodetunnel.proc.run"))
+    for module in (cluster, provision, teardown):  # every sandbox module that runs programs
+        monkeypatch.setattr(module, "run", _forbidden("nodetunnel.proc.run"))
     monkeypatch.setattr(cluster, "spawn", _forbidden("nodetunnel.proc.spawn"))
     monkeypatch.setattr(cli_module, "_debug", False)

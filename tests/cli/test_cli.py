@@ -37,7 +37,7 @@ from nodetunnel.errors import (
     WaitTimeout,
 )
 from nodetunnel.proc import ProcessRef
-from nodetunnel.sandbox import cluster
+from nodetunnel.sandbox import cluster, prereqs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -280,7 +280,7 @@ def test_packages_missing(nt: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(shutil, "which", lambda *_a, **_k: None)
     monkeypatch.setattr(
-        cluster,
+        prereqs,
         "REQUIRED_PROGRAMS",
         {
             str(tmp_path / "sbin" / "sshd"): "openssh-server",
@@ -290,7 +290,7 @@ def test_packages_missing(nt: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
             "/bin/sh": "dash",  # present: must not be listed
         },
     )
-    monkeypatch.setattr(cluster, "PAM_ADOPT_PATHS", [tmp_path / "security" / "pam_slurm_adopt.so"])
+    monkeypatch.setattr(prereqs, "PAM_ADOPT_PATHS", [tmp_path / "security" / "pam_slurm_adopt.so"])
     result = nt("sandbox", "up", "--dir", str(tmp_path))
     assert result.code == ExitCode.PREREQUISITE
     error, fix = assert_one_error_and_fix(result)
@@ -308,17 +308,17 @@ def test_packages_missing_real_program_list(
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(shutil, "which", lambda *_a, **_k: None)
     monkeypatch.setattr(
-        cluster,
+        prereqs,
         "REQUIRED_PROGRAMS",
         {f"{tmp_path}/nope{prog}" if prog.startswith("/") else prog: pkg
-         for prog, pkg in cluster.REQUIRED_PROGRAMS.items()},
+         for prog, pkg in prereqs.REQUIRED_PROGRAMS.items()},
     )  # fmt: skip
-    monkeypatch.setattr(cluster, "PAM_ADOPT_PATHS", [])
+    monkeypatch.setattr(prereqs, "PAM_ADOPT_PATHS", [])
     result = nt("sandbox", "up", "--dir", str(tmp_path))
     assert result.code == ExitCode.PREREQUISITE
     error, fix = assert_one_error_and_fix(result)
     listed = error.rsplit(": ", 1)[1].split()
-    expected = {*cluster.REQUIRED_PROGRAMS.values(), "libpam-slurm-adopt"}
+    expected = {*prereqs.REQUIRED_PROGRAMS.values(), "libpam-slurm-adopt"}
     assert sorted(listed) == sorted(expected)
     for pkg in ("openssh-server", "slurmctld", "slurmd", "slurm-client", "munge"):
         assert pkg in fix

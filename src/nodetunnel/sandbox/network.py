@@ -1,4 +1,4 @@
-"""The sandbox network as ``ip`` argv lists (pure), built and removed by :mod:`.cluster`."""
+"""The sandbox network as ``ip`` argv lists (pure), built by :mod:`.cluster`, removed by :mod:`.teardown`."""
 
 from __future__ import annotations
 
