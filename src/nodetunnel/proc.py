@@ -6,7 +6,9 @@
 * :func:`spawn` starts a long-lived background process (a daemon, a tunnel).
 * :func:`wait_until` is the one readiness loop: a deadline, exponential backoff.
 * :class:`ProcessRef` names a process by PID *and* start time, so a recycled
-  PID is never mistaken for ours, and a zombie counts as dead.
+  PID is never mistaken for ours, and a zombie counts as dead. It reads the
+  process table through psutil (``/proc`` on Linux, sysctl on macOS, the Win32
+  API on Windows), imported on first use so that ``nodetunnel --help`` stays quick.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import random
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from .errors import CommandError, CommandNotFound, CommandTimeout, WaitTimeout
+from .errors import CommandError, CommandNotFound, CommandTimeout, PrerequisiteError, WaitTimeout
 
 T = TypeVar("T")
 log = logging.getLogger("nodetunnel")
@@ -123,6 +126,8 @@ def spawn(
     """Start ``argv`` in the background in its own session, output appended to ``log_path``."""
     argv = [os.fspath(a) for a in argv]
     log.debug("spawn: %s", shlex.join(argv))
+    # Windows has no sessions: a process group of its own keeps the console's Ctrl-C away.
+    group = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) if sys.platform == "win32" else 0
     with open(log_path, "ab") as out:
         try:
             proc = subprocess.Popen(
@@ -134,12 +139,21 @@ def spawn(
                 cwd=cwd,
                 start_new_session=True,
                 close_fds=True,
+                creationflags=group,
             )
         except FileNotFoundError as exc:
             raise CommandNotFound(argv) from exc
     ref = ProcessRef.of(proc.pid)  # a child that already exited is still a zombie here
     if ref is None:
-        raise CommandError(argv, None, message=f"{argv[0]!r} vanished right after it started")
+        if proc.poll() is not None:  # exited, and the platform shows no zombie: a dead ref
+            return ProcessRef(proc.pid, _EXITED)  # (the caller reads the log to tell why)
+        # Running, but it could not be told apart from a later process: never leave it untracked.
+        proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+        raise CommandError(
+            argv, None, message=f"{argv[0]!r} started but cannot be tracked, so it was stopped"
+        )
     # The Popen object is dropped on purpose: the process outlives this one and
     # is tracked by PID + start time. Mark it handled so Python does not warn.
     proc.returncode = 0
@@ -186,46 +200,95 @@ def wait_until(
 
 def reap(pid: int) -> None:
     """Collect ``pid``'s exit status if it is our child (so it does not linger as a zombie)."""
+    wnohang = getattr(os, "WNOHANG", None)
+    if wnohang is None:  # Windows: an exited process is gone, there is nothing to collect
+        return
     with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+        os.waitpid(pid, wnohang)
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+#: ``start_ticks`` counts hundredths of a second: the resolution of a process's
+#: start time on Linux, whose kernel counts USER_HZ = 100 ticks a second.
+_TICKS_PER_S = 100
+#: The start time of a process that had exited before it could be read: never alive.
+_EXITED = -1
+
+
+def _psutil() -> Any:
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        import psutil  # type: ignore[import-untyped,unused-ignore]
+    except ImportError as exc:
+        raise PrerequisiteError(
+            "the Python package psutil, which nodetunnel needs to track processes, is missing",
+            hint="reinstall nodetunnel (pip install nodetunnel), or: pip install 'psutil>=5.9'",
+        ) from exc
+    return psutil
+
+
+def _probe(pid: int) -> tuple[int, bool] | None:
+    """``pid``'s start time in ticks and whether it is a zombie; None if there is no such process.
+
+    The start time is the same number whichever process asks, whenever it asks:
+
+    * on Linux, ticks since boot (as in ``/proc/PID/stat``, so records written when
+      nodetunnel read that file stay valid). psutil's ``create_time()`` there is boot
+      time + ticks, and the boot time it reads moves with the clock (NTP, a manual
+      change); it is read before and after, and only a steady one is subtracted.
+    * elsewhere, ``create_time()`` itself: macOS and Windows record the start time
+      once, when the process is created.
+    """
+    if pid <= 0:  # 0 and negative numbers name process groups for os.kill, never a process
         return None
-    # The command name (field 2) is in parentheses and may contain spaces.
-    rest = raw[raw.rfind(")") + 2 :].split()
-    return rest  # rest[0] is field 3 (state), rest[19] is field 22 (start time)
+    psutil = _psutil()
+    try:
+        for _attempt in range(3):
+            boot = float(psutil.boot_time()) if psutil.LINUX else 0.0
+            proc = psutil.Process(pid)
+            with proc.oneshot():
+                created = float(proc.create_time())
+                status = proc.status()
+            if not psutil.LINUX or float(psutil.boot_time()) == boot:
+                break
+    except psutil.Error:  # gone, a zombie psutil cannot read, or not ours to see
+        return None
+    return round((created - boot) * _TICKS_PER_S), status in (
+        psutil.STATUS_ZOMBIE,
+        psutil.STATUS_DEAD,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class ProcessRef:
-    """A process identified by PID and kernel start time (immune to PID reuse)."""
+    """A process identified by PID and start time (immune to PID reuse).
+
+    ``start_ticks`` is an integer (hundredths of a second, see :func:`_probe`), so a
+    reference survives a JSON round trip and compares equal from any process.
+    """
 
     pid: int
     start_ticks: int
 
     @classmethod
     def of(cls, pid: int) -> ProcessRef | None:
-        fields = _stat_fields(pid)
-        if fields is None:
+        seen = _probe(pid)
+        if seen is None:
             return None
-        return cls(pid, int(fields[19]))
+        return cls(pid, seen[0])
 
     def alive(self) -> bool:
         """True if this very process exists and is not a zombie."""
         reap(self.pid)
-        fields = _stat_fields(self.pid)
-        if fields is None or fields[0] in ("Z", "X"):
+        seen = _probe(self.pid)
+        if seen is None or seen[1]:
             return False
-        return int(fields[19]) == self.start_ticks
+        return seen[0] == self.start_ticks
 
     def signal(self, sig: int) -> bool:
         """Send ``sig`` if the process is still ours; return whether it was sent."""
         if not self.alive():
             return False
+        if sig == 0 and sys.platform == "win32":
+            return True  # Windows' os.kill ends the process for any "signal" but Ctrl-C/Break
         try:
             os.kill(self.pid, sig)
         except ProcessLookupError:
@@ -238,13 +301,17 @@ class ProcessRef:
 
         A stopped (frozen) process is continued, so that it sees the SIGTERM.
         Raises :class:`WaitTimeout` if the process survives even SIGKILL.
+        On Windows, where SIGTERM already ends a process at once, there is no
+        SIGCONT or SIGKILL: SIGTERM is sent again.
         """
         if not self.signal(signal.SIGTERM):
             return
-        self.signal(signal.SIGCONT)
+        sigcont = getattr(signal, "SIGCONT", None)
+        if sigcont is not None:
+            self.signal(sigcont)
         what = f"PID {self.pid} to exit"
         try:
             wait_until(lambda: not self.alive(), timeout_s=timeout_s, what=what)
         except WaitTimeout:
-            if self.signal(signal.SIGKILL):
+            if self.signal(getattr(signal, "SIGKILL", signal.SIGTERM)):
                 wait_until(lambda: not self.alive(), timeout_s=timeout_s, what=what)

@@ -2,26 +2,53 @@
 
 Records are written atomically (temp file + rename) under a lock, with mode
 0600 (they hold the session's token), so a ``kill -9`` at any moment leaves
-either the old record or the new one, never half of one.
+either the old record or the new one, never half of one. The lock is an
+operating-system file lock (flock on POSIX, LockFileEx on Windows, through
+filelock): it blocks other processes as well as other threads, and it is
+released when its holder dies, however it dies.
+
+Every field of a record is checked when it is read: a record that is not JSON,
+has a field of the wrong type or was written by a newer nodetunnel is reported
+(see :meth:`SessionStore.scan`), never half-used.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
+import functools
 import json
+import math
 import os
 import re
 import time
+import types
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import NodetunnelError, UsageError
+from .errors import NodetunnelError, PrerequisiteError, UsageError
 
 RECORD_VERSION = 1
 _ID = re.compile(r"nt-[0-9a-f]{8}")
+#: How long a save or remove waits for another nodetunnel process to finish its own.
+LOCK_TIMEOUT_S = 15.0
+_REMOVE_IT = "remove it if its job has ended"
+
+
+class RecordError(ValueError):
+    """A session record that cannot be used; ``str()`` is the cause, in a few words."""
+
+    def problem(self) -> str:
+        return f"unreadable record ({self}); {_REMOVE_IT}"
+
+
+class NewerRecordError(RecordError):
+    """A record written by a newer nodetunnel (a higher record version)."""
+
+    def problem(self) -> str:
+        return f"{self}; use that nodetunnel to see or stop its session"
 
 
 @dataclasses.dataclass
@@ -61,10 +88,41 @@ class SessionRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SessionRecord:
-        if data.get("version") != RECORD_VERSION:
-            raise ValueError(f"unknown record version {data.get('version')!r}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """The record in ``data``, every field checked; raises :class:`RecordError` if unusable.
+
+        Keys this version does not know are ignored (a later version of the same record
+        format may add some); a field that has a default may be missing (an earlier one
+        did not write it).
+        """
+        version = data.get("version")
+        if type(version) is int and version > RECORD_VERSION:
+            raise NewerRecordError(
+                f"written by a newer nodetunnel (record version {version}; this one reads "
+                f"version {RECORD_VERSION})"
+            )
+        if type(version) is not int or version != RECORD_VERSION:
+            raise RecordError(f"unknown record version {_shown_value(version)}")
+        values = {}
+        for field in dataclasses.fields(cls):
+            if field.name not in data:
+                if (
+                    field.default is dataclasses.MISSING
+                    and field.default_factory is dataclasses.MISSING
+                ):
+                    raise RecordError(f"field {field.name!r} is missing")
+                continue
+            value = data[field.name]
+            kind = _field_types()[field.name]
+            if not _is(value, kind):
+                raise RecordError(
+                    f"field {field.name!r} should be {_describe(kind)}, not {_shown_value(value)}"
+                )
+            values[field.name] = value
+        if not _ID.fullmatch(values["session_id"]):
+            raise RecordError(
+                f"field 'session_id' is not a session id: {_shown_value(values['session_id'])}"
+            )
+        return cls(**values)
 
     def public(self) -> dict[str, Any]:
         """The record without its secret (for ``list --json``)."""
@@ -72,6 +130,88 @@ class SessionRecord:
         data.pop("token")
         data["url"] = self.url.split("?", 1)[0]  # the token is in the query
         return data
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(SessionRecord)
+
+
+def _is(value: object, kind: Any) -> bool:
+    """Whether the JSON value ``value`` is of the field type ``kind``."""
+    if typing.get_origin(kind) in (types.UnionType, typing.Union):
+        return any(_is(value, k) for k in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind)
+        return isinstance(value, list) and all(_is(v, item) for v in value)
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:  # JSON writes 5.0 as 5 too; NaN and Infinity are no time or duration
+        return (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
+    if kind is str:
+        return isinstance(value, str)
+    raise TypeError(f"a session record field cannot be of type {kind!r}")  # caught by the tests
+
+
+def _describe(kind: Any) -> str:
+    if typing.get_origin(kind) in (types.UnionType, typing.Union):
+        return " or ".join(_describe(k) for k in typing.get_args(kind))
+    if typing.get_origin(kind) is list:
+        return f"a list of {_describe(typing.get_args(kind)[0]).split(' ', 1)[1]}s"
+    names = {type(None): "null", bool: "true or false", int: "an integer", float: "a number"}
+    return names.get(kind, "a string")
+
+
+def _shown_value(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` with the home directory written ``~`` (as in one-line problems)."""
+    with contextlib.suppress(RuntimeError, ValueError):
+        return str(Path("~") / path.relative_to(Path.home()))
+    return str(path)
+
+
+def _read(path: Path) -> SessionRecord:
+    """The record in the file ``path``; raises :class:`RecordError`, or FileNotFoundError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise
+    except UnicodeDecodeError:
+        raise RecordError("not JSON") from None
+    except OSError as exc:
+        raise RecordError(f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise RecordError("not JSON") from None
+    if not isinstance(data, dict):
+        raise RecordError("not a JSON object")
+    record = SessionRecord.from_json(data)
+    if record.session_id != path.stem:
+        raise RecordError(f"it names session {record.session_id}, not {path.stem}")
+    return record
+
+
+def _file_lock(path: Path) -> Any:
+    try:
+        import filelock
+    except ImportError as exc:
+        raise PrerequisiteError(
+            "the Python package filelock, which nodetunnel needs to lock its session store, "
+            "is missing",
+            hint="reinstall nodetunnel (pip install nodetunnel), or: pip install 'filelock>=3.12'",
+        ) from exc
+    return filelock.FileLock(str(path), mode=0o600)
 
 
 def default_root() -> Path:
@@ -91,13 +231,31 @@ class SessionStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        """Hold the store's lock: one writer at a time, across threads and processes."""
+        from .proc import NotReady, wait_until
+
         self._ensure()
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        lock = _file_lock(self.root / ".lock")
+        import filelock  # imported by _file_lock, or it raised PrerequisiteError
+
+        def take() -> bool:
+            try:
+                lock.acquire(blocking=False)
+            except filelock.Timeout:
+                raise NotReady("another nodetunnel process holds it") from None
+            return True
+
+        wait_until(
+            take,
+            timeout_s=LOCK_TIMEOUT_S,
+            what=f"the lock of the session store {self.root}",
+            max_interval_s=0.05,
+            hint="another nodetunnel command is saving a session; try again when it is done",
+        )
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
-            os.close(fd)
+            lock.release()
 
     def _path(self, session_id: str) -> Path:
         if not _ID.fullmatch(session_id):
@@ -143,27 +301,47 @@ class SessionStore:
     def load(self, session_id: str) -> SessionRecord:
         path = self._path(session_id)
         try:
-            return SessionRecord.from_json(json.loads(path.read_text()))
+            return _read(path)
         except FileNotFoundError:
             raise UsageError(
                 f"no session {session_id} on this machine",
                 hint="see 'nodetunnel list' for the sessions there are",
             ) from None
-        except (ValueError, TypeError) as exc:
+        except NewerRecordError as exc:
+            raise NodetunnelError(
+                f"the record of session {session_id} is unreadable here: {exc}",
+                hint="use the newer nodetunnel to see or stop this session, or upgrade this one",
+            ) from exc
+        except RecordError as exc:
             raise NodetunnelError(
                 f"the record of session {session_id} is unreadable: {exc}",
                 hint=f"remove {path} (the job, if any, is not affected)",
             ) from exc
 
-    def all(self) -> list[SessionRecord]:
-        """Every readable record, oldest first (unreadable ones are skipped)."""
+    def scan(self) -> tuple[list[SessionRecord], list[str]]:
+        """Every readable record, oldest first, and one line per record that is not.
+
+        Each problem names the file and the cause, e.g. ``~/.local/state/nodetunnel/
+        sessions/nt-1234abcd.json: unreadable record (not JSON); remove it if its job
+        has ended``. Files whose names are not session ids are not records, and are left alone.
+        """
         if not self.root.is_dir():
-            return []
-        records = []
+            return [], []
+        records, problems = [], []
         for path in sorted(self.root.glob("nt-*.json")):
-            with contextlib.suppress(NodetunnelError):
-                records.append(self.load(path.stem))
-        return sorted(records, key=lambda r: r.created)
+            if not _ID.fullmatch(path.stem):
+                continue
+            try:
+                records.append(_read(path))
+            except FileNotFoundError:  # removed since the listing
+                continue
+            except RecordError as exc:
+                problems.append(f"{_shown_path(path)}: {exc.problem()}")
+        return sorted(records, key=lambda r: r.created), problems
+
+    def all(self) -> list[SessionRecord]:
+        """Every readable record, oldest first (:meth:`scan` also says which are not)."""
+        return self.scan()[0]
 
     def matching(self, key: str) -> list[SessionRecord]:
         """Sessions whose id or job id is ``key``, else those whose id starts with it."""

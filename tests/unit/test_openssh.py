@@ -290,7 +290,49 @@ def test_default_includes_leaves_out_missing_files(
 
 
 # ------------------------------------------------------- control dir, runtime dir
-_MAX_DIR = ssh._SUN_PATH_MAX - ssh._CONTROL_PATH_EXTRA  # longest directory that still fits
+# Worked out here, not taken from ssh.py: macOS's sun_path is 104 bytes with the NUL, so a
+# socket path has at most 103; ssh binds "<dir>/<40 hex digits of %C>.<16 random characters>".
+_MAX_SOCKET = 104 - 1
+_MAX_DIR = _MAX_SOCKET - len("/" + "0" * 40 + "." + "x" * 16)  # longest directory that still fits
+
+
+def _temporary_socket(control_dir: Path) -> bytes:
+    """The path ssh binds first (then renames to ControlPath), as ssh -G would expand it."""
+    return os.fsencode(control_dir) + b"/" + b"f" * 40 + b"." + b"Ab3dEf7hIj1lMn0p"
+
+
+def test_check_control_dir_boundary_is_macos_usable_socket_length() -> None:
+    longest = Path("/tmp/" + "d" * (_MAX_DIR - len("/tmp/")))
+    assert len(os.fsencode(longest)) == _MAX_DIR == 45
+    check_control_dir(longest)  # accepted ...
+    assert len(_temporary_socket(longest)) == 103  # ... and its socket still fits macOS
+    shortest_refused = Path(str(longest) + "d")
+    assert len(_temporary_socket(shortest_refused)) == 104
+    with pytest.raises(UsageError):
+        check_control_dir(shortest_refused)
+
+
+def test_check_control_dir_never_lets_a_socket_past_103_bytes() -> None:
+    accepted = []
+    for length in range(2, 120):
+        path = Path("/" + "a" * (length - 1))
+        try:
+            check_control_dir(path)
+        except UsageError:
+            assert len(_temporary_socket(path)) > 103
+        else:
+            accepted.append(length)
+            assert len(_temporary_socket(path)) <= 103
+    assert max(accepted) == _MAX_DIR  # and nothing that fits is refused
+    assert accepted == list(range(2, _MAX_DIR + 1))
+
+
+def test_check_control_dir_counts_multibyte_characters_at_the_boundary() -> None:
+    fits = Path("/" + "é" * ((_MAX_DIR - 1) // 2))  # 1 + 2 * 22 = 45 bytes, 23 characters
+    assert len(os.fsencode(fits)) == _MAX_DIR
+    check_control_dir(fits)
+    with pytest.raises(UsageError):
+        check_control_dir(Path(str(fits) + "é"))  # 47 bytes, though only 24 characters
 
 
 @pytest.mark.parametrize(
@@ -310,7 +352,7 @@ def test_check_control_dir_accepts_short_paths(path: Path) -> None:
     [
         Path("/" + "a" * _MAX_DIR),
         Path("/Users/someone/Library/Caches/TemporaryItems/nodetunnel/nt-0123abcd"),
-        Path("/" + "é" * (_MAX_DIR // 2)),  # counted in bytes, not characters
+        Path("/" + "é" * (_MAX_DIR // 2 + 1)),  # counted in bytes, not characters
     ],
 )
 def test_check_control_dir_refuses_long_paths(path: Path) -> None:
@@ -358,6 +400,10 @@ def test_private_runtime_dir_refuses_a_shared_directory(
         private_runtime_dir()
     assert str(existing) in info.value.message
     assert info.value.hint is not None
+
+
+def test_multiplex_default_is_off_only_on_windows() -> None:
+    assert SshSettings().multiplex is (os.name != "nt")
 
 
 def test_private_runtime_dir_refuses_a_symlink(

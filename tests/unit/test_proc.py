@@ -1,7 +1,13 @@
-"""nodetunnel.proc: run, wait_until and ProcessRef, against real local programs."""
+"""nodetunnel.proc: run, wait_until and ProcessRef, against real local programs.
+
+Every test here runs with /proc unreadable (the ``no_proc`` fixture), as on macOS
+and Windows: only psutil, the platform layer, may still read it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -11,8 +17,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil  # type: ignore[import-untyped,unused-ignore]
 import pytest
 
+from nodetunnel import proc as proc_module
 from nodetunnel.errors import (
     CommandError,
     CommandNotFound,
@@ -23,7 +31,10 @@ from nodetunnel.errors import (
 from nodetunnel.proc import NotReady, ProcessRef, run, spawn, wait_until
 
 PY = sys.executable
-HAVE_PROC = Path("/proc/self/stat").exists()
+#: Never a PID: above Linux's PID_MAX_LIMIT (2**22) and macOS's 99999, and not a multiple of 4.
+NO_SUCH_PID = 2**22 + 1
+
+pytestmark = pytest.mark.usefixtures("no_proc")
 
 
 # -------------------------------------------------------------------------- run
@@ -261,9 +272,6 @@ def test_wait_until_with_zero_timeout_probes_once() -> None:
 
 
 # ------------------------------------------------------------------- ProcessRef
-needs_proc = pytest.mark.skipif(not HAVE_PROC, reason="needs /proc")
-
-
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(["sleep", "30"])
@@ -275,7 +283,6 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
         proc.wait(timeout=5)
 
 
-@needs_proc
 def test_process_ref_of_own_process_is_alive() -> None:
     ref = ProcessRef.of(os.getpid())
     assert ref is not None
@@ -285,7 +292,6 @@ def test_process_ref_of_own_process_is_alive() -> None:
     assert ProcessRef.of(os.getpid()) == ref  # the start time is stable
 
 
-@needs_proc
 def test_process_ref_with_wrong_start_time_is_not_alive() -> None:
     ref = ProcessRef.of(os.getpid())
     assert ref is not None
@@ -294,10 +300,9 @@ def test_process_ref_with_wrong_start_time_is_not_alive() -> None:
     assert not impostor.signal(0)  # and is never signalled
 
 
-@needs_proc
 def test_finished_child_is_not_alive() -> None:
     proc = subprocess.Popen(["true"])
-    ref = ProcessRef.of(proc.pid)  # not reaped yet, so /proc still has it
+    ref = ProcessRef.of(proc.pid)  # not reaped yet, so the process table still has it
     assert ref is not None
     proc.wait(timeout=5)
     assert not ref.alive()
@@ -307,14 +312,13 @@ def test_finished_child_is_not_alive() -> None:
     ref.stop(timeout_s=0.1)  # a no-op on a dead process
 
 
-@needs_proc
 def test_zombie_child_is_not_alive() -> None:
     proc = subprocess.Popen(["true"])
     ref = ProcessRef.of(proc.pid)
     assert ref is not None
     # Wait until it has exited but is not reaped (a zombie), without reaping it.
     wait_until(
-        lambda: Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z",
+        lambda: psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE,
         timeout_s=5,
         what="the child to exit",
     )
@@ -322,14 +326,11 @@ def test_zombie_child_is_not_alive() -> None:
     proc.wait(timeout=5)
 
 
-@needs_proc
 def test_process_ref_of_missing_pid_is_none() -> None:
-    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
-    assert ProcessRef.of(pid_max) is None
-    assert not ProcessRef(pid_max, 1).alive()
+    assert ProcessRef.of(NO_SUCH_PID) is None
+    assert not ProcessRef(NO_SUCH_PID, 1).alive()
 
 
-@needs_proc
 def test_stop_ends_a_sleeping_child(sleeper: subprocess.Popen[bytes]) -> None:
     ref = ProcessRef.of(sleeper.pid)
     assert ref is not None
@@ -341,7 +342,6 @@ def test_stop_ends_a_sleeping_child(sleeper: subprocess.Popen[bytes]) -> None:
     sleeper.wait(timeout=2)  # already reaped by ProcessRef; must not hang
 
 
-@needs_proc
 def test_stop_ends_a_frozen_child_at_once(sleeper: subprocess.Popen[bytes]) -> None:
     ref = ProcessRef.of(sleeper.pid)
     assert ref is not None
@@ -352,7 +352,6 @@ def test_stop_ends_a_frozen_child_at_once(sleeper: subprocess.Popen[bytes]) -> N
     assert not ref.alive()
 
 
-@needs_proc
 def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
     ready = tmp_path / "ready"
     script = (
@@ -376,9 +375,8 @@ def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
         proc.wait(timeout=5)
 
 
-@needs_proc
 def test_process_ref_handles_odd_command_names(tmp_path: Path) -> None:
-    # The command name in /proc/PID/stat is in parentheses and may contain ") (" and spaces.
+    # The command name (in parentheses in Linux's /proc/PID/stat) may contain ") (" and spaces.
     odd = tmp_path / "a) b (c"
     sleep = shutil.which("sleep")
     assert sleep is not None
@@ -400,7 +398,6 @@ def test_process_ref_handles_odd_command_names(tmp_path: Path) -> None:
         proc.wait(timeout=5)
 
 
-@needs_proc
 def test_spawn_starts_a_tracked_background_process(tmp_path: Path) -> None:
     log = tmp_path / "log"
     ref = spawn(["sh", "-c", "echo started; exec sleep 30"], log_path=log)
@@ -418,3 +415,139 @@ def test_spawn_starts_a_tracked_background_process(tmp_path: Path) -> None:
 def test_spawn_missing_program(tmp_path: Path) -> None:
     with pytest.raises(CommandNotFound):
         spawn(["nodetunnel-no-such-program-xyz"], log_path=tmp_path / "log")
+
+
+# ------------------------------------------ ProcessRef without /proc, via psutil
+def test_no_proc_fixture_hides_proc_from_everyone_but_psutil() -> None:
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("this machine has no /proc to hide")
+    with pytest.raises(PermissionError):
+        Path("/proc/self/stat").read_text()
+    with pytest.raises(PermissionError), open("/proc/self/stat"):
+        pass
+    with pytest.raises(PermissionError):
+        os.listdir("/proc")
+    assert psutil.Process(os.getpid()).status()  # psutil, the platform layer, still works
+
+
+def test_spawned_process_is_tracked_and_stopped_without_proc(tmp_path: Path) -> None:
+    ref = spawn(["sleep", "30"], log_path=tmp_path / "log")
+    try:
+        assert ProcessRef.of(ref.pid) == ref
+        assert ref.alive()
+        assert ref.signal(0)
+    finally:
+        ref.stop(timeout_s=3)
+    assert not ref.alive()
+    assert not ref.signal(0)
+    again = ProcessRef.of(ref.pid)
+    assert again is None or again != ref
+
+
+def test_start_ticks_is_the_same_from_another_process_and_through_json() -> None:
+    me = ProcessRef.of(os.getpid())
+    assert me is not None
+    assert isinstance(me.start_ticks, int)
+    script = (
+        "import dataclasses, json, sys\n"
+        "from nodetunnel.proc import ProcessRef\n"
+        "print(json.dumps(dataclasses.asdict(ProcessRef.of(int(sys.argv[1])))))\n"
+    )
+    done = run([PY, "-c", script, str(os.getpid())], timeout_s=30)
+    assert ProcessRef(**json.loads(done.stdout)) == me
+    assert ProcessRef(**json.loads(json.dumps(dataclasses.asdict(me)))) == me
+    assert ProcessRef.of(os.getpid()) == me
+
+
+def test_start_ticks_does_not_move_with_the_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On Linux, psutil's create_time() is the boot time (which moves when NTP or a person
+    # sets the clock) plus the ticks since boot; start_ticks must not move with it.
+    if not psutil.LINUX:
+        pytest.skip("only Linux derives the start time from the boot time")
+    me = ProcessRef.of(os.getpid())
+    assert me is not None
+    created = psutil.Process(os.getpid()).create_time()
+    fake = tmp_path / "proc"  # a procfs whose boot time is 7 s later, as after a clock step
+    fake.mkdir()
+    (fake / "stat").write_text(f"btime {round(psutil.boot_time()) + 7}\n")
+    (fake / str(os.getpid())).symlink_to(f"/proc/{os.getpid()}")
+    monkeypatch.setattr(psutil, "PROCFS_PATH", str(fake))
+    psutil.boot_time()  # psutil 5.9 keeps the boot time it read last: have it read the new one
+    assert psutil.Process(os.getpid()).create_time() == pytest.approx(created + 7, abs=0.02)
+    assert ProcessRef.of(os.getpid()) == me
+    assert me.alive()
+
+
+def test_start_ticks_keeps_the_linux_kernel_count(sleeper: subprocess.Popen[bytes]) -> None:
+    # Records written when nodetunnel read /proc/PID/stat itself (clock ticks since boot) stay valid.
+    if not psutil.LINUX or os.sysconf("SC_CLK_TCK") != 100:
+        pytest.skip("Linux with USER_HZ = 100 only")
+    ref = ProcessRef.of(sleeper.pid)
+    assert ref is not None
+    ticks_since_boot = psutil.Process(sleeper.pid).create_time() - psutil.boot_time()
+    assert ref.start_ticks == round(ticks_since_boot * 100)
+
+
+@pytest.mark.parametrize("pid", [0, -1, -os.getpid()])
+def test_process_group_numbers_are_never_a_process(pid: int) -> None:
+    # os.kill(0 or -N, sig) would signal a whole process group.
+    assert ProcessRef.of(pid) is None
+    assert not ProcessRef(pid, 1).alive()
+    assert not ProcessRef(pid, 1).signal(signal.SIGTERM)
+
+
+def test_spawn_of_a_program_that_exits_at_once(tmp_path: Path) -> None:
+    ref = spawn(["true"], log_path=tmp_path / "log")
+    wait_until(lambda: not ref.alive(), timeout_s=5, what="true to exit")
+    ref.stop(timeout_s=1)  # nothing to do
+
+
+def test_spawn_of_a_process_gone_before_it_could_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where a platform shows no zombie, a child that exited at once is a dead ref, as on Linux.
+    calls = []
+
+    def unreadable(pid: int) -> None:
+        if not calls:  # spawn() looks only once the child has exited
+            wait_until(
+                lambda: psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+                timeout_s=5,
+                what="true to exit",
+            )
+        calls.append(pid)
+
+    monkeypatch.setattr(proc_module, "_probe", unreadable)
+    ref = spawn(["true"], log_path=tmp_path / "log")
+    assert not ref.alive()
+    assert not ref.signal(signal.SIGTERM)
+    ref.stop(timeout_s=1)
+
+
+def test_spawn_stops_a_process_it_cannot_track(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def popen(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        started.append(real_popen(*args, **kwargs))  # type: ignore[call-overload]
+        return started[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    monkeypatch.setattr(proc_module, "_probe", lambda pid: None)
+    with pytest.raises(CommandError, match="cannot be tracked"):
+        spawn(["sleep", "30"], log_path=tmp_path / "log")
+    (child,) = started
+    assert child.returncode is not None  # killed and collected, not left running
+
+
+def test_missing_psutil_is_a_prerequisite_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nodetunnel.errors import PrerequisiteError
+
+    monkeypatch.setitem(sys.modules, "psutil", None)
+    with pytest.raises(PrerequisiteError, match="psutil") as info:
+        ProcessRef.of(os.getpid())
+    assert info.value.hint

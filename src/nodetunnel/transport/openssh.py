@@ -19,6 +19,7 @@ import os
 import re
 import shlex
 import stat
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -108,18 +109,33 @@ def _check_host(host: str) -> str:
     return host
 
 
-#: ssh appends up to 17 characters to a ControlPath while it creates the socket;
-#: %C expands to 40 hex digits; sun_path holds 104 bytes on macOS, 108 on Linux.
-_CONTROL_PATH_EXTRA = 1 + 40 + 17
+#: ssh creates a control socket as "<ControlPath>.<16 random characters>", then renames it;
+#: ControlPath is "<dir>/%C", and %C expands to 40 hex digits.
+_CONTROL_PATH_EXTRA = 1 + 40 + 1 + 16
+#: sun_path holds 104 bytes on macOS and the BSDs (108 on Linux and Windows), the
+#: terminating NUL included; ssh refuses a path that does not leave room for it.
 _SUN_PATH_MAX = 104
+#: The longest socket path ssh can use on every platform.
+_SOCKET_PATH_MAX = _SUN_PATH_MAX - 1
 
 
 def private_runtime_dir() -> Path:
     """A short, private (0700) directory for control sockets and session files.
 
     ``$XDG_RUNTIME_DIR/nodetunnel`` where there is one, else ``/tmp/nodetunnel-UID``
-    (not ``$TMPDIR``, which is too long for sockets on macOS).
+    (not ``$TMPDIR``, which is too long for sockets on macOS). On Windows, which has
+    neither user ids nor mode bits (nor connection sharing, so no sockets), the
+    per-user runtime directory (``%LOCALAPPDATA%\\Temp\\nodetunnel``), private by its ACL.
     """
+    if sys.platform == "win32":
+        import platformdirs
+
+        root = Path(platformdirs.user_runtime_dir("nodetunnel", appauthor=False))
+        with contextlib.suppress(FileExistsError):  # a file there: refused below
+            root.mkdir(parents=True, exist_ok=True)
+        if not stat.S_ISDIR(root.lstat().st_mode):  # a file, a link or a junction
+            raise NodetunnelError(f"{root} is not a directory", hint=f"remove {root} and try again")
+        return root
     base = os.environ.get("XDG_RUNTIME_DIR")
     if base and Path(base).is_dir():
         root = Path(base) / "nodetunnel"
@@ -137,7 +153,7 @@ def private_runtime_dir() -> Path:
 
 def check_control_dir(path: Path) -> None:
     """Refuse a control-socket directory whose socket paths would be too long for ssh."""
-    if len(os.fsencode(path)) + _CONTROL_PATH_EXTRA > _SUN_PATH_MAX:
+    if len(os.fsencode(path)) + _CONTROL_PATH_EXTRA > _SOCKET_PATH_MAX:
         raise UsageError(
             f"the directory {path} is too long for ssh's connection-sharing sockets",
             hint="set XDG_RUNTIME_DIR to a short directory (e.g. /tmp/xdg-$USER), or unset it",
