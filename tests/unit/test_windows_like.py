@@ -22,8 +22,8 @@ import pytest
 
 from nodetunnel.errors import NodetunnelError
 from nodetunnel.proc import ProcessRef, reap, spawn, wait_until
-from nodetunnel.ssh import private_runtime_dir
 from nodetunnel.state import SessionRecord, SessionStore
+from nodetunnel.transport.openssh import private_runtime_dir
 
 pytestmark = pytest.mark.usefixtures("windows_like")
 
@@ -34,12 +34,17 @@ def _record(session_id: str = "nt-0123abcd") -> SessionRecord:
 
 @pytest.fixture
 def fresh_modules(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Import nodetunnel.proc, .state and .ssh anew (the old ones come back afterwards)."""
+    """Import nodetunnel.proc, .state and the OpenSSH transport anew (the old ones come back)."""
     import nodetunnel
+    import nodetunnel.transport
 
-    for name in ("proc", "state", "ssh"):
+    for name in ("proc", "state"):
         monkeypatch.setattr(nodetunnel, name, sys.modules[f"nodetunnel.{name}"])
         monkeypatch.delitem(sys.modules, f"nodetunnel.{name}")
+    monkeypatch.setattr(
+        nodetunnel.transport, "openssh", sys.modules["nodetunnel.transport.openssh"]
+    )
+    monkeypatch.delitem(sys.modules, "nodetunnel.transport.openssh")
 
 
 def _collect(ref: ProcessRef) -> None:
@@ -64,7 +69,7 @@ def test_the_fixture_takes_away_what_windows_lacks() -> None:
 def test_the_modules_import_without_fcntl_or_getuid(tmp_path: Path) -> None:
     state = importlib.import_module("nodetunnel.state")
     proc = importlib.import_module("nodetunnel.proc")
-    ssh = importlib.import_module("nodetunnel.ssh")
+    ssh = importlib.import_module("nodetunnel.transport.openssh")
     store = state.SessionStore(tmp_path)
     store.save(state.SessionRecord(session_id="nt-0123abcd", app="x", job_id="1", jump=["a"]))
     assert store.load("nt-0123abcd").job_id == "1"
@@ -237,7 +242,7 @@ def test_dry_run_imports_and_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     # click picks its Windows console code from sys.platform when it writes, which cannot work
     # here: the platform name goes back for the run (fcntl, getuid and /proc stay masked).
     monkeypatch.setattr(sys, "platform", os.uname().sysname.lower())
-    result = CliRunner().invoke(cli.cli, ["jupyter", "--cluster", "sandbox", "--dry-run"])
+    result = CliRunner().invoke(cli.cli, ["jupyter", "--cluster", "swc", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "sbatch --parsable" in result.output
     assert sys.modules["fcntl"] is None  # still masked: nothing needed it
