@@ -128,7 +128,9 @@ def spawn(
     log.debug("spawn: %s", shlex.join(argv))
     # Windows has no sessions: a process group of its own keeps the console's Ctrl-C away.
     group = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) if sys.platform == "win32" else 0
-    with open(log_path, "ab") as out:
+    # The log may hold what the program prints about its secrets: private to the user.
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as out:
         try:
             proc = subprocess.Popen(
                 argv,
@@ -143,6 +145,10 @@ def spawn(
             )
         except FileNotFoundError as exc:
             raise CommandNotFound(argv) from exc
+        except OSError as exc:  # not executable, a bad working directory, no resources ...
+            raise CommandError(
+                argv, None, message=f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+            ) from exc
     ref = ProcessRef.of(proc.pid)  # a child that already exited is still a zombie here
     if ref is None:
         if proc.poll() is not None:  # exited, and the platform shows no zombie: a dead ref

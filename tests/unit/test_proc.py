@@ -551,3 +551,25 @@ def test_missing_psutil_is_a_prerequisite_error(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(PrerequisiteError, match="psutil") as info:
         ProcessRef.of(os.getpid())
     assert info.value.hint
+
+
+def test_spawn_log_is_private(tmp_path: Path) -> None:
+    import stat as stat_mod
+
+    old = os.umask(0o022)
+    try:
+        ref = spawn(["true"], log_path=tmp_path / "p.log")
+    finally:
+        os.umask(old)
+    assert stat_mod.S_IMODE((tmp_path / "p.log").stat().st_mode) == 0o600
+    ref.stop(timeout_s=5)
+
+
+def test_spawn_of_a_program_that_cannot_be_executed_is_one_clear_error(tmp_path: Path) -> None:
+    program = tmp_path / "not-executable"
+    program.write_text("#!/bin/sh\necho hi\n")
+    program.chmod(0o644)
+    with pytest.raises(CommandError) as err:
+        spawn([str(program)], log_path=tmp_path / "p.log")
+    assert "cannot start" in err.value.message
+    assert str(program) in err.value.message
