@@ -53,8 +53,13 @@ def run(
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     not_found_hint: str | None = None,
+    new_session: bool = False,
 ) -> Completed:
     """Run ``argv`` (no shell) and return its output.
+
+    ``new_session`` runs it in a session of its own, away from this terminal:
+    a Ctrl-C or a closed terminal then cannot end it (for the clean-up), but
+    it cannot ask the user anything either.
 
     Raises :class:`CommandNotFound` if the program does not exist,
     :class:`CommandTimeout` if it runs longer than ``timeout_s`` (it is killed),
@@ -77,6 +82,7 @@ def run(
             cwd=cwd,
             check=False,
             stdin=None if input is not None else subprocess.DEVNULL,
+            start_new_session=new_session,
         )
     except FileNotFoundError as exc:
         if cwd is not None and not Path(cwd).is_dir():
@@ -302,15 +308,17 @@ class ProcessRef:
         reap(self.pid)
         return True
 
-    def stop(self, *, timeout_s: float = 5.0) -> None:
+    def stop(self, *, timeout_s: float = 5.0, signalled: bool = False) -> None:
         """SIGTERM, wait up to ``timeout_s``, then SIGKILL and wait again.
 
-        A stopped (frozen) process is continued, so that it sees the SIGTERM.
+        With ``signalled`` the SIGTERM was sent already (to many processes at
+        once) and is not sent again. A stopped (frozen) process is continued,
+        so that it sees the SIGTERM.
         Raises :class:`WaitTimeout` if the process survives even SIGKILL.
         On Windows, where SIGTERM already ends a process at once, there is no
         SIGCONT or SIGKILL: SIGTERM is sent again.
         """
-        if not self.signal(signal.SIGTERM):
+        if not (self.alive() if signalled else self.signal(signal.SIGTERM)):
             return
         sigcont = getattr(signal, "SIGCONT", None)
         if sigcont is not None:

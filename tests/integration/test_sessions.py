@@ -213,7 +213,8 @@ def test_a_session_started_on_another_laptop_is_listed_and_attachable(sandbox, l
     session_id = str(info["session_id"])
     # A second laptop: its own session store and runtime directory, nothing known there.
     home = sandbox.paths.user_home(ALICE)
-    other_dirs = (home / ".other-laptop-state", Path(f"/tmp/ol-{os.getpid()}")  # short: sockets)
+    # (a short runtime directory: its control sockets must fit in 103 bytes)
+    other_dirs = (home / ".other-laptop-state", Path(f"/tmp/ol-{os.getpid()}"))
     for d in other_dirs:
         as_user(ALICE, ["mkdir", "-m", "700", "-p", str(d)], check=True)
     other = ["env", f"XDG_STATE_HOME={other_dirs[0]}", f"XDG_RUNTIME_DIR={other_dirs[1]}", *base]

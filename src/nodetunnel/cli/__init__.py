@@ -54,14 +54,15 @@ def cli(debug: bool) -> None:
 
 
 def _fail(code: int, message: str, hint: str | None = None) -> NoReturn:
-    click.echo(f"nodetunnel: error: {message}", err=True)
+    say(f"nodetunnel: error: {message}")
     if hint:
-        click.echo(f"  fix: {hint}", err=True)
+        say(f"  fix: {hint}")
     sys.exit(int(code))
 
 
 def _terminate(signum: int, _frame: Any) -> None:
-    # SIGTERM (e.g. from 'nodetunnel stop') cleans up like Ctrl-C does.
+    # SIGTERM (e.g. from 'nodetunnel stop') and SIGHUP (the terminal was closed) clean up
+    # like Ctrl-C does: the job is cancelled unless --keep, the tunnel is closed.
     raise KeyboardInterrupt
 
 
@@ -70,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     import signal
 
     signal.signal(signal.SIGTERM, _terminate)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _terminate)
     try:
         rv = cli.main(
             args=list(argv) if argv is not None else None,
@@ -81,10 +84,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             traceback.print_exc()
         _fail(exc.exit_code, exc.message, exc.hint)
     except click.exceptions.Abort:  # click has already ended the ^C line
-        click.echo("interrupted", err=True)
+        say("interrupted")
         sys.exit(ExitCode.INTERRUPTED)
     except KeyboardInterrupt:
-        click.echo("\ninterrupted", err=True)
+        say("\ninterrupted")
         sys.exit(ExitCode.INTERRUPTED)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
@@ -97,5 +100,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 # The command groups register themselves on ``cli``.
 from . import apps, config, sandbox, sessions  # noqa: E402
+from .output import say  # noqa: E402
 
 __all__ = ["apps", "cli", "config", "main", "sandbox", "sessions"]

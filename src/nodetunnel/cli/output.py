@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -18,11 +19,17 @@ def use_timestamps() -> None:
     _timestamps = True
 
 
+def say(text: str) -> None:
+    """One line on stderr; a terminal that is gone (closed, hung up) loses it, nothing else."""
+    with contextlib.suppress(OSError):  # EIO after a hang-up: the clean-up goes on regardless
+        click.echo(text, err=True)
+
+
 def progress(msg: str) -> None:
     if _timestamps:
-        click.echo(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}", err=True)
+        say(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}")
     else:
-        click.echo(f"· {msg}", err=True)
+        say(f"· {msg}")
 
 
 def print_json(data: Any) -> None:

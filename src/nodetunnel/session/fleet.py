@@ -283,10 +283,9 @@ def stop_sessions(
         for pid, start in ((r.pid, r.pid_start), (r.tunnel_pid, r.tunnel_start))
         if pid and start
     ]
-    for proc in procs:
-        proc.signal(signal.SIGTERM)  # a keeper cleans up as on Ctrl-C
-    for proc in procs:
-        proc.stop(timeout_s=10)
+    signalled = [proc for proc in procs if proc.signal(signal.SIGTERM)]  # a keeper cleans up
+    for proc in signalled:  # as on Ctrl-C; once is enough (a second would cut it short)
+        proc.stop(timeout_s=10, signalled=True)
     for record in records:
         _forget_local(record)  # and connections, if its keeper was killed hard
     report = StopReport()

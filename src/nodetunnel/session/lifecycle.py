@@ -425,7 +425,7 @@ class Session:
         if self.req.keep and self.info is None and self._submitted:
             self._notice("the app never became ready, so its job is cancelled (--keep keeps "
                          "only a session that started)")  # fmt: skip
-        with sigint_deferred():
+        with sigint_deferred(), self.transport.shielded():
             if self.tunnel is not None:
                 proc = self.tunnel.proc
                 try:

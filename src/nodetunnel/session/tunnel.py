@@ -70,9 +70,16 @@ def probe_http(
         conn.close()
 
 
+#: The signals that end nodetunnel as Ctrl-C does (see ``nodetunnel.cli.main``).
+INTERRUPTS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 @contextlib.contextmanager
 def sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C back while a step that must not be cut short runs (main thread only)."""
+    """Hold Ctrl-C (and SIGTERM, a closed terminal's SIGHUP) back while a step that must not
+    be cut short runs; raise KeyboardInterrupt after it if one came (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -81,11 +88,12 @@ def sigint_deferred() -> Iterator[None]:
     def hold(signum: int, _frame: FrameType | None) -> None:
         pending.append(signum)
 
-    previous = signal.signal(signal.SIGINT, hold)
+    previous = {sig: signal.signal(sig, hold) for sig in INTERRUPTS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if pending:
         raise KeyboardInterrupt
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ..proc import Completed
@@ -75,6 +76,10 @@ class Transport(Protocol):
     def adopt(self) -> None: ...
 
     def close(self) -> None: ...
+
+    def shielded(self) -> AbstractContextManager[None]:
+        """Meanwhile, commands are out of the terminal's reach (for the clean-up)."""
+        ...
 
     def run(
         self,

@@ -20,7 +20,7 @@ import re
 import shlex
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import CommandError, NodetunnelError, SshError, UsageError
@@ -186,6 +186,8 @@ class OpenSSH:
         # A config without connection sharing: when a jump host refuses us, ssh's reason is
         # lost in the shared-connection (ControlPersist) process; a retry with this shows it.
         self.diagnose_config_path = diagnose_config_path
+        #: Run commands in a session of their own (see :meth:`OpenSSHTransport.shielded`).
+        self.shielded = False
 
     @property
     def submit_host(self) -> str:
@@ -220,7 +222,8 @@ class OpenSSH:
     ) -> Completed:
         """Run ``argv`` on the submit host. A connection failure raises :class:`SshError`."""
         argv = self.command_argv(self.submit_host, self.jump[:-1], argv)
-        done = run(argv, input=input, timeout_s=timeout_s, check=False)
+        done = run(argv, input=input, timeout_s=timeout_s, check=False,
+                   new_session=self.shielded)  # fmt: skip
         if done.returncode == 255:
             raise translate_ssh_failure(argv, self._diagnose(argv, done), self.jump)
         if check and done.returncode != 0:
@@ -263,7 +266,7 @@ class OpenSSH:
         for i, host in reversed(list(enumerate(self.jump))):
             argv = [*self.base_argv(self.jump[:i]), "-O", "exit", self._dest(host)]
             try:
-                run(argv, timeout_s=timeout_s, check=False)
+                run(argv, timeout_s=timeout_s, check=False, new_session=self.shielded)
             except NodetunnelError:
                 continue
 
@@ -390,6 +393,16 @@ class OpenSSHTransport:
     def close(self) -> None:
         if self._connected:
             self.ssh.close()
+
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        """Commands run meanwhile are out of the terminal's reach: a second Ctrl-C or a
+        closed terminal cannot end them (they use the live connections; nothing to ask)."""
+        before, self.ssh.shielded = self.ssh.shielded, True
+        try:
+            yield
+        finally:
+            self.ssh.shielded = before
 
     def run(
         self,

@@ -13,9 +13,10 @@ Run as ``python -m nodetunnel.transport.testing --port N`` it is that server.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import SshError
@@ -41,6 +42,7 @@ class FakeTransport:
         self.connects = 0
         self.adopted = False
         self.closed = 0
+        self.shielded_runs = 0
         #: Set to make every command fail as an unreachable cluster does.
         self.unreachable = False
         home.mkdir(parents=True, exist_ok=True)
@@ -71,6 +73,11 @@ class FakeTransport:
 
     def close(self) -> None:
         self.closed += 1
+
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        self.shielded_runs += 1
+        yield
 
     def run(
         self,
