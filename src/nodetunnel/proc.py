@@ -295,6 +295,26 @@ class ProcessRef:
             return False
         return seen[0] == self.start_ticks
 
+    def listens_on(self, host: str, port: int) -> bool | None:
+        """Whether this very process holds the TCP listener on ``host:port``.
+
+        ``None`` when the system does not tell (a process we may not inspect).
+        """
+        psutil = _psutil()
+        try:
+            proc = psutil.Process(self.pid)
+            get = getattr(proc, "net_connections", None) or proc.connections  # psutil < 6
+            conns = get(kind="tcp")
+        except psutil.AccessDenied:
+            return None
+        except psutil.Error:
+            return False
+        if not self.alive():
+            return False
+        return any(
+            c.status == psutil.CONN_LISTEN and tuple(c.laddr[:2]) == (host, port) for c in conns
+        )
+
     def signal(self, sig: int) -> bool:
         """Send ``sig`` if the process is still ours; return whether it was sent."""
         if not self.alive():

@@ -277,9 +277,15 @@ class SessionStore:
             os.replace(tmp, path)
 
     def remove(self, session_id: str) -> None:
+        """Forget a session: its record and the page that opened its URL (both hold its token)."""
         path = self._path(session_id)
         with self._locked():
             path.unlink(missing_ok=True)
+            self.page_path(session_id).unlink(missing_ok=True)
+
+    def page_path(self, session_id: str) -> Path:
+        """Where ``nodetunnel open`` writes the 0600 page that opens the session's URL."""
+        return self._path(session_id).with_name(f"{session_id}.open.html")
 
     def log_path(self, session_id: str) -> Path:
         """Where a detached session's keeper writes (kept a while after the session ends)."""

@@ -411,3 +411,65 @@ def test_a_long_pending_wait_asks_the_scheduler_at_most_twice_a_minute(
     assert len(later) <= 2 * 29 + 1  # at most two a minute after the first minute
     assert max(asked_at) >= 30 * 60  # and the start was noticed ...
     assert max(asked_at) - 30 * 60 < 10  # ... within seconds of the job starting
+
+
+# ------------------------------------------------------------------- the secret
+def test_the_token_never_goes_to_a_listener_that_is_not_the_forward(
+    runtime: Path, home: Path
+) -> None:
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from nodetunnel.errors import PortInUse
+    from nodetunnel.session import Tunnel
+
+    seen: list[str] = []
+
+    class Foreign(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization") or "-")
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Foreign)  # another program holds the port
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    runtime.mkdir(parents=True, exist_ok=True)
+    try:
+        tunnel = Tunnel(FakeTransport(home), JUPYTER, "s3cret-token", node="node1",
+                        remote="/tmp/nt.abc123/s", local_dir=runtime)  # fmt: skip
+        with tunnel, pytest.raises(PortInUse):
+            tunnel.open(port)
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # the foreign listener is still there, untouched
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert not any("s3cret-token" in h for h in seen)
+    assert seen == []  # not even a request without the token: it was never ours
+
+
+def test_after_stop_no_file_here_holds_the_token(runtime: Path, home: Path, tmp_path: Path) -> None:
+    from nodetunnel.session.fleet import open_page
+
+    store = SessionStore(tmp_path / "store")
+    session, fake, transport = make_session(home, runs_after(0), keep=True)
+    session.store = store
+    with session:
+        session.start()
+        token = session.token
+        page = open_page(store, store.find(session.session_id))  # 'nodetunnel open'
+        assert token in page.read_text()
+        session.handed_over = True  # as if a keeper had it: the record stays for 'stop'
+    stop_sessions(store, store.all(), connect=connector(transport, fake))  # type: ignore[arg-type]
+    for root in (tmp_path / "store", runtime):
+        for path in root.rglob("*") if root.exists() else []:
+            if path.is_file():
+                assert token not in path.read_text(errors="replace"), path

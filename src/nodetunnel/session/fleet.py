@@ -311,7 +311,7 @@ def open_page(store: SessionStore, record: SessionRecord) -> Path:
             f"session {record.session_id} has no tunnel on this machine now",
             hint=f"run 'nodetunnel attach {record.session_id}' to bring it back",
         )
-    return redirect_page(store.root / f"{record.session_id}.open.html", record.url, record.app)
+    return redirect_page(store.page_path(record.session_id), record.url, record.app)
 
 
 def keeper_command(*, debug: bool = False) -> tuple[list[str], dict[str, str]]:

@@ -211,6 +211,10 @@ class Tunnel:
                     f"the SSH tunnel to the node exited: {last}",
                     hint="run again with --debug to see the ssh command, and try it by hand",
                 )
+            # The secret goes only to a listener proven to be this forward: another local
+            # program may hold the port until ssh gives up on it.
+            if proc.listens_on("127.0.0.1", port) is False:
+                raise NotReady(f"the forward does not listen on 127.0.0.1:{port} yet")
             code = probe_http(port, path, headers)
             if self.app.ready(code):
                 return True
