@@ -468,7 +468,12 @@ def test_after_stop_no_file_here_holds_the_token(runtime: Path, home: Path, tmp_
         page = open_page(store, store.find(session.session_id))  # 'nodetunnel open'
         assert token in page.read_text()
         session.handed_over = True  # as if a keeper had it: the record stays for 'stop'
+    import dataclasses
+
+    # The keeper is gone (this test process must not be signalled); its tunnel is still up.
+    store.save(dataclasses.replace(store.find(session.session_id), pid=None, pid_start=None))
     stop_sessions(store, store.all(), connect=connector(transport, fake))  # type: ignore[arg-type]
+    assert store.all() == []
     for root in (tmp_path / "store", runtime):
         for path in root.rglob("*") if root.exists() else []:
             if path.is_file():
