@@ -7,9 +7,9 @@ command (``nodetunnel NAME``) with every resource, environment and session optio
 from __future__ import annotations
 
 from .base import NO_AUTH, App, Auth, ShellVar, Word
-from .jupyter import JUPYTER
+from .jupyter import JUPYTER, NOTEBOOK
 
 #: Every recipe, by command name.
-APPS: dict[str, App] = {app.name: app for app in (JUPYTER,)}
+APPS: dict[str, App] = {app.name: app for app in (JUPYTER, NOTEBOOK)}
 
-__all__ = ["APPS", "JUPYTER", "NO_AUTH", "App", "Auth", "ShellVar", "Word"]
+__all__ = ["APPS", "JUPYTER", "NOTEBOOK", "NO_AUTH", "App", "Auth", "ShellVar", "Word"]
