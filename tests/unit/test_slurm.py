@@ -810,11 +810,13 @@ def test_runner_timeouts_propagate() -> None:
 def test_status_asks_squeue_once_for_all_jobs() -> None:
     runner = FakeRunner()
     runner.reply("squeue", stdout=SQUEUE_OUT)
+    runner.reply("sacct", stderr="sacct: error: Slurm accounting storage is disabled\n",
+                 returncode=1)  # fmt: skip
     ids = ["12", "13", "14", "17", "12"]
     got = Slurm(runner, timeout_s=7).status(ids)
     assert list(got) == ["12", "13", "14", "17"]
     assert got["17"].state is JobState.ENDED
-    (call,) = runner.calls
+    (call,) = runner.calls_to("squeue")
     assert call.argv == [
         "squeue",
         "--noheader",
@@ -1072,3 +1074,65 @@ def test_cancel_jobs_reports_other_errors() -> None:
 def test_cancel_jobs_refuses_bad_ids() -> None:
     with pytest.raises(UsageError):
         Slurm(FakeRunner()).cancel_jobs(["7; rm -rf ~"])
+
+
+# ------------------------------------------------------------------ accounting, old SLURM
+def test_an_ended_job_squeue_forgot_is_read_from_accounting() -> None:
+    runner = FakeRunner()
+    runner.reply("squeue", stdout="")  # purged from the controller
+    runner.reply("sacct", stdout="41|TIMEOUT|0:0|node1\n41.batch|CANCELLED|0:15|node1\n"
+                                 "42|CANCELLED by 1002|0:0|None assigned\n")  # fmt: skip
+    slurm = Slurm(runner)
+    got = slurm.status(["41", "42", "43"])
+    assert got["41"].state is JobState.TIMEOUT
+    assert got["41"].nodes == ("node1",)
+    assert got["42"].state is JobState.CANCELLED
+    assert got["43"].state is JobState.ENDED  # accounting does not know it either
+    (sacct,) = runner.calls_to("sacct")
+    assert "--jobs=41,42,43" in sacct.argv
+
+
+def test_without_accounting_sacct_is_asked_once() -> None:
+    runner = FakeRunner()
+    for _ in range(3):
+        runner.reply("squeue", stdout="")
+    runner.reply("sacct", stderr="sacct: error: Slurm accounting storage is disabled\n",
+                 returncode=1)  # fmt: skip
+    slurm = Slurm(runner)
+    for _ in range(3):
+        assert slurm.status_of("41").state is JobState.ENDED
+    assert len(runner.calls_to("sacct")) == 1
+
+
+def test_sacct_that_cannot_reach_the_database_is_no_error() -> None:
+    runner = FakeRunner()
+    runner.reply("squeue", stdout="")
+    runner.reply("sacct", stderr="sacct: error: Problem talking to the database: "
+                                 "Connection refused\n", returncode=1)  # fmt: skip
+    assert Slurm(runner).status_of("41").state is JobState.ENDED
+
+
+def test_slurm_before_20_11_lists_jobs_by_user_name() -> None:
+    runner = FakeRunner()
+    runner.reply(
+        "squeue",
+        stderr="squeue: unrecognized option '--me'\nTry \"squeue --help\" for more information\n",
+        returncode=1,
+    )
+    runner.reply(
+        "sh", stdout="77|nodetunnel-jupyter-nt-0123abcd|RUNNING|node1|59:00|N/A|alice|None\n"
+    )
+    slurm = Slurm(runner)
+    import re as re_mod
+
+    jobs = slurm.named_jobs(re_mod.compile(r"nodetunnel-.*"))
+    assert jobs["77"][1].state is JobState.RUNNING
+    first, fallback = runner.calls
+    assert first.argv[:2] == ["squeue", "--me"]
+    assert fallback.argv[:2] == ["sh", "-c"]
+    assert 'exec squeue --user="$(id -un)" "$@"' in fallback.argv[2]
+    assert "--me" not in fallback.argv
+    # And the backend remembers: the next question goes straight to the fallback.
+    runner.reply("sh", stdout="")
+    slurm.named_jobs(re_mod.compile(r"nodetunnel-.*"))
+    assert runner.calls[-1].argv[:2] == ["sh", "-c"]

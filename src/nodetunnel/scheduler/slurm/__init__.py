@@ -23,15 +23,17 @@ from typing import ClassVar
 
 from ...errors import CommandNotFound, SchedulerError
 from ...proc import Completed
-from ..base import CommandRunner, JobRequest, JobStatus, Scheduler
+from ..base import CommandRunner, JobRequest, JobState, JobStatus, Scheduler
 from .errors import _controller_error, _not_installed, _summary, translate_sbatch_error
 from .parse import (
     NAMED_FORMAT,
+    SACCT_FORMAT,
     SQUEUE_FORMAT,
     _none_if_na,
     check_job_id,
     expand_hostlist,
     parse_named_jobs,
+    parse_sacct,
     parse_sbatch_output,
     parse_squeue,
     parse_time_left,
@@ -55,6 +57,7 @@ __all__ = [
     "END_OF_DIRECTIVES",
     "NAMED_FORMAT",
     "NO_REQUEUE",
+    "SACCT_FORMAT",
     "SHEBANG",
     "SQUEUE_FORMAT",
     "Slurm",
@@ -64,6 +67,7 @@ __all__ = [
     "expand_hostlist",
     "job_script",
     "parse_named_jobs",
+    "parse_sacct",
     "parse_sbatch_output",
     "parse_squeue",
     "parse_time_left",
@@ -88,6 +92,8 @@ class Slurm(Scheduler):
 
     def __init__(self, runner: CommandRunner, *, timeout_s: float = 60.0) -> None:
         super().__init__(runner, timeout_s=timeout_s)
+        self._accounting: bool | None = None  # whether sacct answers here (None: not known yet)
+        self._has_me: bool | None = None  # whether squeue/scancel know --me (SLURM >= 20.11)
 
     def _run(self, argv: list[str], *, input: str | None = None) -> Completed:
         try:
@@ -150,14 +156,49 @@ class Slurm(Scheduler):
             raise self._failed(
                 "squeue", done, f"could not read the state of job(s) {', '.join(ids)}"
             )
-        return parse_squeue(done.stdout, ids)
+        found = parse_squeue(done.stdout, ids)
+        gone = [jid for jid, st in found.items() if st.state is JobState.ENDED]
+        if gone:  # squeue forgets ended jobs after a while: accounting still knows how they ended
+            found.update(self.accounting_status(gone))
+        return found
+
+    def accounting_status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """How ended jobs ended, from ``sacct`` where accounting runs; ``{}`` where it does not.
+
+        A site without accounting is asked only once per backend.
+        """
+        if self._accounting is False or not job_ids:
+            return {}
+        try:
+            done = self._run(["sacct", "--noheader", "--parsable2", "--allocations",
+                              f"--jobs={','.join(job_ids)}", f"--format={SACCT_FORMAT}"])  # fmt: skip
+        except SchedulerError:  # no sacct, or no accounting database to ask
+            self._accounting = False
+            return {}
+        if done.returncode != 0:
+            self._accounting = False  # not installed, or accounting storage is disabled
+            return {}
+        self._accounting = True
+        return parse_sacct(done.stdout, job_ids)
+
+    def _mine(self, program: str, args: list[str]) -> Completed:
+        """``program --me ARGS``; on SLURM before 20.11 (no ``--me``), ``--user=$(id -un)``."""
+        if self._has_me is not False:
+            done = self._run([program, "--me", *args])
+            low = done.stderr.lower()
+            refused = "--me" in low and any(
+                w in low for w in ("unrecognized option", "invalid option", "unknown option")
+            )
+            if not refused:
+                return done
+            self._has_me = False
+        return self._run(["sh", "-c", f'exec {program} --user="$(id -un)" "$@"', "sh", *args])
 
     def named_jobs(self, name_pattern: re.Pattern[str]) -> dict[str, tuple[str, JobStatus]]:
         """The user's jobs whose name matches ``name_pattern``, recently ended ones included:
         one ``squeue --me --states=all`` call (``{job id: (name, status)}``)."""
-        done = self._run(
-            ["squeue", "--me", "--noheader", "--states=all", "--all", f"--format={NAMED_FORMAT}"]
-        )
+        done = self._mine("squeue", ["--noheader", "--states=all", "--all",
+                                     f"--format={NAMED_FORMAT}"])  # fmt: skip
         if done.returncode != 0:
             raise self._failed("squeue", done, "could not list your jobs")
         return parse_named_jobs(done.stdout, name_pattern)
@@ -199,7 +240,7 @@ class Slurm(Scheduler):
     def cancel_named(self, job_name: str) -> None:
         """``scancel --me --name NAME``: the user's jobs with that (unique) name, if any."""
         check_value("--job-name", job_name)
-        done = self._run(["scancel", "--me", f"--name={job_name}"])
+        done = self._mine("scancel", [f"--name={job_name}"])
         if done.returncode != 0:
             raise self._failed(
                 "scancel",

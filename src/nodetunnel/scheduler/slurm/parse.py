@@ -195,3 +195,29 @@ def check_job_id(job_id: object) -> str:
             hint="a job id is a number like 12345; 'squeue --me' lists yours",
         )
     return job_id
+
+
+#: sacct's fields for an ended job (``--parsable2``: ``|``-separated, no trailing ``|``).
+SACCT_FORMAT = "JobIDRaw,State,ExitCode,NodeList"
+
+
+def parse_sacct(stdout: str, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+    """The jobs of ``job_ids`` that ``sacct --format=SACCT_FORMAT`` knows (their allocation line).
+
+    Job steps (``123.batch``) and jobs not asked about are skipped; a line that
+    cannot be read is skipped too (accounting only refines what squeue said).
+    """
+    wanted = set(job_ids)
+    found: dict[str, JobStatus] = {}
+    for line in stdout.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) != 4 or fields[0] not in wanted:
+            continue
+        job_id, state, _exit, nodelist = fields
+        try:
+            nodes = tuple(expand_hostlist(nodelist))
+        except ValueError:
+            nodes = ()
+        found[job_id] = JobStatus(job_id, JobState.parse(state), nodelist=nodelist if nodes else "",
+                                  nodes=nodes, state_raw=state)  # fmt: skip
+    return found
