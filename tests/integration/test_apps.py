@@ -7,6 +7,8 @@ venv); each ends with no job, no process and the local port free.
 from __future__ import annotations
 
 import http.client
+import os
+import pwd
 import urllib.parse
 
 import pytest
@@ -60,3 +62,61 @@ def test_recipe_start_page_stop(sandbox, laptop_nodetunnel, app, extra, expected
 
     wait_until(gone, timeout_s=30, what="the job and the tunnel to be gone")
     assert port_is_free(port)
+
+
+SOCKET_APP = """
+import http.server, socketserver, sys
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"hello from a socket app"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def address_string(self):
+        return "unix"
+
+class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+Server(sys.argv[1], Handler).serve_forever()
+"""
+
+
+def _run_session(sandbox, base: list[str], *command: str, expected: str, warned: bool) -> None:
+    cli = Cli(ALICE, app_argv(base, "run", "--", *command))
+    try:
+        info = cli.read_json(timeout_s=180)
+        port = int(info["local_port"])  # type: ignore[call-overload]
+        status, page = get(str(info["url"]))
+        assert status == 200, page[:500]
+        assert expected in page
+        assert cli.interrupt() == 130
+        err = cli.stderr()
+    except BaseException:
+        cli.stop()
+        raise
+    assert ("without a password: other users with a job on that node can reach it" in err) is warned
+    wait_until(lambda: not squeue(sandbox) and not user_processes(ALICE), timeout_s=30,
+               what="the job and the tunnel to be gone")  # fmt: skip
+    assert port_is_free(port)
+
+
+def test_run_any_command_on_a_port(sandbox, laptop_nodetunnel):
+    # python -m http.server lists the working directory: the job starts in the home.
+    _run_session(sandbox, laptop_nodetunnel, "python3", "-m", "http.server", "--bind",
+                 "127.0.0.1", "{port}", expected="Directory listing", warned=True)  # fmt: skip
+
+
+def test_run_any_command_on_the_private_socket(sandbox, laptop_nodetunnel):
+    home = sandbox.paths.user_home(ALICE)
+    app = home / "socket_app.py"
+    app.write_text(SOCKET_APP)
+    os.chown(app, pwd.getpwnam(ALICE).pw_uid, pwd.getpwnam(ALICE).pw_gid)
+    try:
+        _run_session(sandbox, laptop_nodetunnel, "python3", str(app), "{socket}",
+                     expected="hello from a socket app", warned=False)  # fmt: skip
+    finally:
+        app.unlink()

@@ -8,8 +8,23 @@ from __future__ import annotations
 
 from .base import NO_AUTH, App, Auth, ShellVar, Word
 from .jupyter import JUPYTER, NOTEBOOK
+from .run import RUN, command_app
 
-#: Every recipe, by command name.
-APPS: dict[str, App] = {app.name: app for app in (JUPYTER, NOTEBOOK)}
+#: The recipes that are a command of their own (``nodetunnel NAME [options]``).
+RECIPES: dict[str, App] = {app.name: app for app in (JUPYTER, NOTEBOOK)}
+#: Every kind of session, by the name its job and record carry (``run``: any command).
+APPS: dict[str, App] = {**RECIPES, RUN.name: RUN}
 
-__all__ = ["APPS", "JUPYTER", "NOTEBOOK", "NO_AUTH", "App", "Auth", "ShellVar", "Word"]
+__all__ = [
+    "APPS",
+    "JUPYTER",
+    "NOTEBOOK",
+    "NO_AUTH",
+    "RECIPES",
+    "RUN",
+    "App",
+    "Auth",
+    "ShellVar",
+    "Word",
+    "command_app",
+]

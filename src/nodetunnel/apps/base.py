@@ -19,6 +19,7 @@ class ShellVar:
 
     name: str
     prefix: str = ""  # literal text before the variable, e.g. "--sock="
+    suffix: str = ""  # literal text after it
 
 
 Word = str | ShellVar
@@ -60,6 +61,8 @@ class App:
     program: str  # must be on PATH after environment activation
     launch: tuple[Word, ...]
     launch_tcp: tuple[Word, ...]
+    listen: str = "either"  # "socket", "tcp" or "either" (socket unless --tcp or socket_check)
+    exports_endpoint: bool = False  # NT_SOCKET / NT_PORT in the app's environment
     socket_check: str = "true"
     env: tuple[tuple[str, ShellVar], ...] = ()  # exported before launch
     auth: Auth = NO_AUTH
@@ -93,6 +96,25 @@ class App:
         if self.auth.query and token:
             url += "?" + urllib.parse.urlencode({self.auth.query: token})
         return url
+
+    @property
+    def exposed_on_tcp(self) -> bool:
+        """On a loopback port without a secret: anyone with a job on the node could reach it."""
+        return not self.auth.uses_secret
+
+    def listener_text(self, tcp: bool = False) -> str:
+        """How the app listens on its node, for people."""
+        if self.listen == "tcp" or tcp:
+            return "127.0.0.1:free port"
+        return "Unix socket, 0700 dir"
+
+    def protection_text(self, tcp: bool = False) -> str:
+        """What keeps other users out, for people."""
+        if self.auth.uses_secret:
+            return "token made here (0600 file)"
+        if self.listen == "tcp" or tcp:
+            return "none: node users can reach it"
+        return "the private socket"
 
     def ready(self, status: int) -> bool:
         """Whether an answer with HTTP ``status`` to ``ready_path`` means the app is ready."""

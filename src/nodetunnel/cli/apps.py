@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..apps import APPS
+from ..apps import RECIPES, RUN, command_app
 from ..apps.base import App
 from ..config.fields import FIELDS, duration_s
 from ..fields import Field
@@ -202,5 +202,76 @@ def serve(session: Any, info: Any, *, as_json: bool, browser: bool, detach: bool
     progress(session.watch())
 
 
-for _app in APPS.values():
+for _app in RECIPES.values():
     _app_command(_app)
+
+
+def _run_command(**opts: Any) -> None:
+    from ..apps.run import CommandError
+    from ..errors import UsageError
+
+    try:
+        app = command_app(opts.pop("command"), ready_path=opts.pop("ready"),
+                          url_path=opts.pop("url"), tcp=opts["tcp"])  # fmt: skip
+    except CommandError as exc:
+        raise UsageError(str(exc), hint="see 'nodetunnel run --help' for examples") from None
+    run_app(app, opts)
+
+
+_run_help = (
+    f"{RUN.summary}\n\n"
+    "COMMAND is your app's command line, after --. Where it should listen is given to it as "
+    "{socket} (a Unix socket in the job's private directory) or {port} (a free port on the "
+    "node's 127.0.0.1) in its words, and as $NT_SOCKET or $NT_PORT in its environment; "
+    "without a placeholder it gets $NT_SOCKET (with --tcp: $NT_PORT). --ready is the page "
+    "nodetunnel waits for (any 2xx or 3xx answer; the app's own health page is best), "
+    "--url the page the browser opens. An app on a port without a password can be reached "
+    "by other users with a job on the same node: nodetunnel says so when it starts one."
+    "\n\n\b\nExamples:\n" + "\n".join(f"  nodetunnel run {line}" for line in RUN.examples)
+)
+cli.command("run", help=_run_help, short_help=RUN.summary)(
+    click.option("--ready", default="/", show_default=True, metavar="PATH",
+                 help="The HTTP path that must answer before the URL is announced.")(
+        click.option("--url", default="/", show_default=True, metavar="PATH",
+                     help="The page the browser opens.")(
+            click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)(
+                _session_options(_run_command)
+            )
+        )
+    )
+)  # fmt: skip
+
+
+@cli.command("apps")
+@click.option("--json", "as_json", is_flag=True, help="Print the recipes as JSON.")
+def apps_command(as_json: bool) -> None:
+    """List the app recipes: how each listens on the node, what protects it, its ready probe.
+
+    \b
+    Examples:
+      nodetunnel apps
+      nodetunnel apps --json
+    """
+    from ..apps import APPS
+
+    rows = [
+        {"name": app.name, "app": app.title if app.program else "any command",
+         "listens_on": app.listener_text() if app.program else "{socket} or {port}",
+         "protected_by": app.protection_text() if app.program else
+         "the socket; none on a port (warned)",
+         "ready_probe": f"GET {app.ready_path}" + ("" if app.program else " (--ready)"),
+         "opens": app.url_path + ("" if app.program else " (--url)")}
+        for app in APPS.values()
+    ]  # fmt: skip
+    if as_json:
+        print_json(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="nodetunnel app recipes", title_justify="left")
+    for col in ("name", "app", "listens on", "protected by", "ready probe", "opens"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    Console().print(table)

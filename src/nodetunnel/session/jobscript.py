@@ -54,7 +54,9 @@ def _q_path(value: str, option: str) -> str:
 
 def _word(w: Word) -> str:
     if isinstance(w, ShellVar):
-        return f'{shlex.quote(w.prefix) if w.prefix else ""}"${w.name}"'
+        before = shlex.quote(w.prefix) if w.prefix else ""
+        after = shlex.quote(w.suffix) if w.suffix else ""
+        return f'{before}"${w.name}"{after}'
     return shlex.quote(w)
 
 
@@ -81,6 +83,11 @@ def render_body(
     file in the session directory, which the laptop's nodetunnel rewrites with
     the time while it keeps the session, is older than that.
     """
+    if tcp and app.listen == "socket":
+        raise UsageError(
+            f"{app.title} listens only on a Unix socket here, so --tcp cannot be used",
+            hint="leave --tcp out",
+        )
     lines = remote.job_prelude(_q(session_dir, "session directory"))
     for module in env.modules:
         m = _q(module, "--module")
@@ -140,7 +147,7 @@ def render_body(
         "}",
         # The scheduler's name for the node (the laptop checks it against the job's node list).
         f"NT_NODE={scheduler.NODE_NAME_SHELL}",
-        f"NT_USE_SOCKET={0 if tcp else 1}",
+        f"NT_USE_SOCKET={0 if tcp or app.listen == 'tcp' else 1}",
         f'if [ "$NT_USE_SOCKET" = 1 ] && ! {{ {app.socket_check}; }}; then',
         "    echo 'nodetunnel: this version cannot listen on a Unix socket; using 127.0.0.1' >&2",
         "    NT_USE_SOCKET=0",
@@ -148,6 +155,7 @@ def render_body(
         'if [ "$NT_USE_SOCKET" = 1 ]; then',
         f'    [ "${{#NT_SOCK}}" -le {MAX_SOCKET_PATH} ] || '
         'nt_fail "socket path $NT_SOCK is too long for a Unix socket"',
+        *(['    export NT_SOCKET="$NT_SOCK"'] if app.exports_endpoint else []),
         "    " + " ".join(_word(w) for w in app.launch) + " &",
         "    NT_PID=$!",
         '    nt_socket_ready() { [ -S "$NT_SOCK" ]; }',
@@ -156,6 +164,7 @@ def render_body(
         "else",
         "    # Only here is the cluster's python3 needed: to find a free port, then to see it listen.",
         f"    NT_PORT=$(python3 -c {shlex.quote(_FREE_PORT_PY)}) || nt_fail 'python3 is needed to find a free port'",
+        *(["    export NT_PORT"] if app.exports_endpoint else []),
         "    " + " ".join(_word(w) for w in app.launch_tcp) + " &",
         "    NT_PID=$!",
         f'    nt_port_ready() {{ python3 -c {shlex.quote(_LISTENS_PY)} "$NT_PORT" 2>/dev/null; }}',

@@ -157,6 +157,9 @@ class Session:
                 "not know",
                 hint="update nodetunnel on this machine",
             )
+        # The paths of this very session (a command's own, for 'nodetunnel run').
+        app = dataclasses.replace(app, url_path=record.url_path or app.url_path,
+                                  ready_path=record.status_path or app.ready_path)  # fmt: skip
         req = LaunchRequest(
             app=app,
             cluster=ClusterRef.of(record),
@@ -224,6 +227,10 @@ class Session:
                 "report this",
             )
         # A Unix socket, or (--tcp, old app versions) a loopback port on the node.
+        if endpoint.socket is None and self.app.exposed_on_tcp:
+            self._notice(f"note: {self.app.title} listens on 127.0.0.1:{endpoint.port} on {node} "
+                         "without a password: other users with a job on that node can reach "
+                         "it")  # fmt: skip
         self._say(f"job {job_id} is running on {node}; opening the tunnel")
         self.tunnel = self._new_tunnel(node, endpoint.remote)
         port = self.tunnel.open_on_a_port(req.local_port)
