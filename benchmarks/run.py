@@ -232,6 +232,8 @@ class Command:
         if len(after) != 2:
             return None
         words = shlex.split(after[1])
+        if "&&" in words and words[:1] == ["printf"]:  # nodetunnel's output marker comes first
+            words = words[words.index("&&") + 1 :]
         return words[0] if words else None
 
 

@@ -74,3 +74,28 @@ def test_list_with_nothing_and_an_unreachable_cluster_says_so(listing: Listing) 
     result = CliRunner().invoke(cli, ["list", "--json"], prog_name="nodetunnel")
     assert result.exit_code == ExitCode.CONNECTION
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "0.5", "soon", "1e999"])
+def test_timeout_must_be_a_finite_time(value: str) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["jupyter", "--cluster", "swc", "--dry-run", "--timeout", value],
+        prog_name="nodetunnel",
+    )
+    assert result.exit_code == 2, result.output
+    assert "--timeout" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("90", 90.0), ("10m", 600.0), ("1h30m", 5400.0)])
+def test_timeout_takes_seconds_or_a_duration(value: str, seconds: float) -> None:
+    from nodetunnel.cli.apps import Seconds
+
+    assert Seconds().convert(value, None, None) == seconds
+    result = CliRunner().invoke(
+        cli,
+        ["jupyter", "--cluster", "swc", "--dry-run", "--timeout", value],
+        prog_name="nodetunnel",
+    )
+    assert result.exit_code == 0, result.output

@@ -38,3 +38,14 @@ def test_rpcs_of_a_user_from_sdiag():
     assert parse_sdiag_user_rpcs(SDIAG, "ntalice") == 9
     assert parse_sdiag_user_rpcs(SDIAG, "ntbob") == 0  # no RPC from that user yet
     assert parse_sdiag_user_rpcs("sdiag: error", "ntalice") is None
+
+
+def test_marked_commands_are_read_past_the_output_marker():
+    import shlex
+
+    from nodetunnel.transport.openssh import marked_command
+
+    argv = ["ssh", "-F", "cfg", "-J", "login", "-T", "--", "gateway",
+            marked_command("squeue --noheader --jobs=7")]  # fmt: skip
+    (command,) = parse_commands([(0.0, "debug: run: " + shlex.join(argv))])
+    assert command.remote == "squeue"

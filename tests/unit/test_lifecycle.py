@@ -478,3 +478,18 @@ def test_after_stop_no_file_here_holds_the_token(runtime: Path, home: Path, tmp_
         for path in root.rglob("*") if root.exists() else []:
             if path.is_file():
                 assert token not in path.read_text(errors="replace"), path
+
+
+def test_list_shows_what_it_can_and_names_an_unreadable_record(tmp_path: Path, home: Path) -> None:
+    fake, transport = FakeSlurm(user=USER), FakeTransport(home)
+    store = SessionStore(tmp_path / "store")
+    live = started_elsewhere(home, fake, "nt-00000001")
+    store.save(SessionRecord(session_id="nt-00000001", app="jupyter", job_id=live,
+                             jump=["login", "gateway"], cluster="fake"))  # fmt: skip
+    (store.root / "nt-00000002.json").write_text('{"version": 1, "jump": 5}')
+    (store.root / "nt-00000003.json").write_text('{"version": 99, "session_id": "nt-00000003"}')
+    listing = reconcile(store, connect=connector(transport, fake))  # type: ignore[arg-type]
+    assert [r.session_id for r in listing.rows] == ["nt-00000001"]
+    assert len(listing.unreadable) == 2
+    assert any("nt-00000002.json" in p for p in listing.unreadable)
+    assert any("newer nodetunnel" in p for p in listing.unreadable)

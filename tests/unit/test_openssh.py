@@ -32,10 +32,13 @@ from nodetunnel.proc import Completed
 from nodetunnel.quoting import remote_command
 from nodetunnel.transport import openssh as ssh
 from nodetunnel.transport.openssh import (
+    OUTPUT_MARK,
     OpenSSH,
     SshSettings,
+    after_marker,
     check_control_dir,
     default_includes,
+    marked_command,
     private_runtime_dir,
     render_config,
     translate_ssh_failure,
@@ -592,7 +595,7 @@ def test_run_sends_argv_through_the_chain(tmp_path: Path, fake_ssh: FakeSsh) -> 
         "-T",
         "--",
         "bob@gateway",
-        "sbatch --parsable 'a b'",
+        marked_command("sbatch --parsable 'a b'"),
     ]
     assert call["stdin"] == "#!/bin/sh\necho hi\n"
 
@@ -798,3 +801,30 @@ def test_close_masters_asks_each_socket_to_exit(tmp_path: Path) -> None:
         f"-F /dev/null -o ControlPath={control / name} -O exit x" for name in ("a" * 40, "b" * 40)
     ]
     close_masters(tmp_path / "missing", ssh_binary=str(fake))  # no directory: nothing to do
+
+
+# ------------------------------------------------------------- login banners
+def test_a_login_banner_on_stdout_is_not_taken_for_the_output(tmp_path: Path) -> None:
+    """A fake ssh that runs the remote command in sh after a login script's banner."""
+    prog = tmp_path / "ssh-with-banner"
+    prog.write_text('#!/bin/sh\nfor last; do :; done\nprintf "Welcome to HPC!\\nno newline"\n'
+                    'exec sh -c "$last"\n')  # fmt: skip
+    prog.chmod(0o755)
+    conn = make_ssh(ssh_binary=str(prog))
+    done = conn.run(["printf", "12345\\n"], timeout_s=10)
+    assert done.stdout == "12345\n"
+    squeue = conn.run(["printf", "%s\\n", "7|RUNNING|node1|59:00|N/A|alice|None"], timeout_s=10)
+    assert squeue.stdout == "7|RUNNING|node1|59:00|N/A|alice|None\n"
+
+
+@pytest.mark.parametrize(
+    ("stdout", "output"),
+    [
+        (f"\n{OUTPUT_MARK}\nout\n", "out\n"),
+        (f"banner\nmore\n{OUTPUT_MARK}\nout\n", "out\n"),
+        (f"half a line\n{OUTPUT_MARK}\n", ""),
+        ("no marker: the command did not run\n", "no marker: the command did not run\n"),
+    ],
+)
+def test_after_marker(stdout: str, output: str) -> None:
+    assert after_marker(stdout) == output

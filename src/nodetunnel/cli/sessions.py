@@ -73,8 +73,10 @@ def list_sessions(
         print_json([r.to_json() for r in listing.rows])
     elif listing.rows:
         session_table(listing.rows)
-    elif not listing.unreachable:
+    elif not listing.unreachable and not listing.unreadable:
         click.echo("no sessions  (start one with: nodetunnel jupyter --cluster NAME)")
+    for problem in listing.unreadable:
+        progress(f"warning: {problem}")
     for ref, problem in listing.unreachable:
         progress(f"could not ask SLURM on {ref.where}: {problem}")
     if listing.unreachable:  # what is shown may be out of date: scripts must know

@@ -98,9 +98,10 @@ def reconcile(
     makes it attachable. A cluster that cannot be asked gives rows in state
     UNKNOWN with the ``problem``, and is listed in ``unreachable``.
     """
-    groups = by_cluster(store.all(), clusters)
+    records, unreadable = store.scan()
+    groups = by_cluster(records, clusters)
     store.prune_logs(max_age_s=LOG_KEEP_S)
-    listing = Listing()
+    listing = Listing(unreadable=unreadable)
     rows = listing.rows
     stored = {r.job_id for _, records in groups for r in records}
     for ref, records in groups:

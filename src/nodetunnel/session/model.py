@@ -149,6 +149,8 @@ class Listing:
 
     rows: list[SessionRow] = dataclasses.field(default_factory=list)
     unreachable: list[tuple[ClusterRef, str]] = dataclasses.field(default_factory=list)
+    #: Records on this machine that could not be read (one line each, naming the file).
+    unreadable: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

@@ -220,12 +220,18 @@ class OpenSSH:
         timeout_s: float = 60,
         check: bool = True,
     ) -> Completed:
-        """Run ``argv`` on the submit host. A connection failure raises :class:`SshError`."""
+        """Run ``argv`` on the submit host. A connection failure raises :class:`SshError`.
+
+        What the command prints comes after a marker line (see :func:`marked_command`):
+        a login script that prints a banner on stdout cannot be taken for its output.
+        """
         argv = self.command_argv(self.submit_host, self.jump[:-1], argv)
+        argv[-1] = marked_command(argv[-1])
         done = run(argv, input=input, timeout_s=timeout_s, check=False,
                    new_session=self.shielded)  # fmt: skip
         if done.returncode == 255:
             raise translate_ssh_failure(argv, self._diagnose(argv, done), self.jump)
+        done = dataclasses.replace(done, stdout=after_marker(done.stdout))
         if check and done.returncode != 0:
             raise CommandError(argv, done.returncode, done.stderr or done.stdout)
         return done
@@ -269,6 +275,28 @@ class OpenSSH:
                 run(argv, timeout_s=timeout_s, check=False, new_session=self.shielded)
             except NodetunnelError:
                 continue
+
+
+#: The line nodetunnel's own remote commands print before their output.
+OUTPUT_MARK = "nodetunnel-output-follows"
+
+
+def marked_command(remote: str) -> str:
+    """``remote`` (a command line for the remote shell) preceded by the marker line.
+
+    The newline before the marker ends a banner line a login script left open.
+    """
+    return f"printf '\\n%s\\n' {OUTPUT_MARK} && {remote}"
+
+
+def after_marker(stdout: str) -> str:
+    """What a marked command printed: everything after the marker line (all of it if none)."""
+    at = stdout.find(f"\n{OUTPUT_MARK}\n")
+    if at >= 0:
+        return stdout[at + len(OUTPUT_MARK) + 2 :]
+    if stdout.startswith(f"{OUTPUT_MARK}\n"):
+        return stdout[len(OUTPUT_MARK) + 1 :]
+    return stdout
 
 
 _KNOWN_FAILURE = re.compile(
