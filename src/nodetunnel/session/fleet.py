@@ -66,10 +66,17 @@ def process_alive(pid: int | None, start: int | None) -> bool:
 
 
 def _forget_local(record: SessionRecord) -> None:
-    """The session's private directory here, and connections a hard-killed keeper left."""
+    """The session's private directory here, and connections a hard-killed keeper left.
+
+    A connection that was just closing may still be removing its socket while the
+    directory goes: a few bounded tries leave nothing behind.
+    """
     local_dir = private_runtime_dir() / record.session_id
-    close_masters(local_dir)
-    shutil.rmtree(local_dir, ignore_errors=True)
+    for _attempt in range(3):
+        close_masters(local_dir)
+        shutil.rmtree(local_dir, ignore_errors=True)
+        if not local_dir.exists():
+            return
 
 
 def by_cluster(
@@ -301,6 +308,7 @@ def stop_sessions(
         for record in group:
             store.remove(record.session_id)
             store.remove_log(record.session_id)
+            _forget_local(record)  # again: nothing may have come back meanwhile
             report.stopped.append(record)
     return report
 
