@@ -11,6 +11,8 @@ group (:mod:`.sandbox`, :mod:`.apps`, :mod:`.sessions`, :mod:`.config`), and
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -57,19 +59,45 @@ def _fail(code: int, message: str, hint: str | None = None) -> NoReturn:
     say(f"nodetunnel: error: {message}")
     if hint:
         say(f"  fix: {hint}")
-    sys.exit(int(code))
+    _exit(int(code))
+
+
+def _exit(code: int) -> NoReturn:
+    """Exit with ``code``, also when the terminal is gone (Python would make that exit 120)."""
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    sys.exit(code)
 
 
 def _terminate(signum: int, _frame: Any) -> None:
     # SIGTERM (e.g. from 'nodetunnel stop') and SIGHUP (the terminal was closed) clean up
     # like Ctrl-C does: the job is cancelled unless --keep, the tunnel is closed.
+    if signum == getattr(signal, "SIGHUP", None):
+        _terminal_gone()
     raise KeyboardInterrupt
+
+
+def _terminal_gone() -> None:
+    """After a hang-up nothing can be shown: output goes nowhere instead of failing."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(devnull, stream.fileno())
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the ``nodetunnel`` command."""
-    import signal
-
     signal.signal(signal.SIGTERM, _terminate)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, _terminate)
@@ -85,17 +113,17 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         _fail(exc.exit_code, exc.message, exc.hint)
     except click.exceptions.Abort:  # click has already ended the ^C line
         say("interrupted")
-        sys.exit(ExitCode.INTERRUPTED)
+        _exit(ExitCode.INTERRUPTED)
     except KeyboardInterrupt:
         say("\ninterrupted")
-        sys.exit(ExitCode.INTERRUPTED)
+        _exit(ExitCode.INTERRUPTED)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        _exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
+        _exit(ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
     # In non-standalone mode click returns the code of ctx.exit(N) instead of raising.
-    sys.exit(rv if isinstance(rv, int) else ExitCode.OK)
+    _exit(rv if isinstance(rv, int) else ExitCode.OK)
 
 
 # The command groups register themselves on ``cli``.
