@@ -16,7 +16,7 @@ import pytest
 from nodetunnel.proc import NotReady, wait_until
 from nodetunnel.session import port_is_free
 
-from .helpers import ALICE, CLUSTER_VENV, Cli, squeue, user_processes
+from .helpers import ALICE, ARTIFACTS, CLUSTER_VENV, Cli, squeue, user_processes
 
 
 def get(url: str, timeout_s: float = 20) -> tuple[int, str]:
@@ -120,3 +120,147 @@ def test_run_any_command_on_the_private_socket(sandbox, laptop_nodetunnel):
                      expected="hello from a socket app", warned=False)  # fmt: skip
     finally:
         app.unlink()
+
+
+# ---------------------------------------------------------------- the seed's apps
+#: The cluster guide's Dash example, unchanged (its last line would listen on 0.0.0.0:8050).
+SEED_DASH = """\
+from dash import Dash, html
+
+app = Dash(__name__)
+app.layout = html.Div([html.H1("My Dash App")])
+
+if __name__ == '__main__':
+    app.run(debug=False, host='0.0.0.0', port=8050)
+"""
+#: The cluster guide's Streamlit example.
+SEED_STREAMLIT = """\
+import streamlit as st
+
+st.title("My Streamlit App")
+"""
+
+
+def _user_file(sandbox, name: str, text: str):
+    path = sandbox.paths.user_home(ALICE) / name
+    path.write_text(text)
+    os.chown(path, pwd.getpwnam(ALICE).pw_uid, pwd.getpwnam(ALICE).pw_gid)
+    return path
+
+
+def _tcp_listeners(sandbox, node: str) -> str:
+    return sandbox.run_in(node, ["ss", "-ltnH"])
+
+
+def _gone(sandbox, port: int) -> None:
+    wait_until(lambda: not squeue(sandbox) and not user_processes(ALICE), timeout_s=30,
+               what="the job and the tunnel to be gone")  # fmt: skip
+    assert port_is_free(port)
+
+
+def test_the_seed_dash_app_unchanged_renders_privately(sandbox, laptop_nodetunnel, chromium):
+    app = _user_file(sandbox, "seed_dash_app.py", SEED_DASH)
+    cli = Cli(ALICE, app_argv(laptop_nodetunnel, "dash", str(app)))
+    try:
+        info = cli.read_json(timeout_s=180)
+        port = int(info["local_port"])  # type: ignore[call-overload]
+        status, layout = get(f"http://127.0.0.1:{port}/_dash-layout")
+        assert status == 200
+        assert "My Dash App" in layout
+        # Never 0.0.0.0, never 8050: no TCP listener of the app on the node at all.
+        assert ":8050" not in _tcp_listeners(sandbox, str(info["node"]))
+        page = chromium.new_page()
+        page.goto(str(info["url"]), timeout=60_000)
+        page.wait_for_selector("h1", timeout=60_000)
+        assert page.inner_text("h1") == "My Dash App"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dash.png"))
+        page.close()
+        assert cli.interrupt() == 130
+    except BaseException:
+        cli.stop()
+        raise
+    finally:
+        app.unlink()
+    _gone(sandbox, port)
+
+
+def test_the_seed_streamlit_app_renders_and_its_websocket_connects(
+    sandbox, laptop_nodetunnel, chromium
+):
+    app = _user_file(sandbox, "seed_streamlit_app.py", SEED_STREAMLIT)
+    cli = Cli(ALICE, app_argv(laptop_nodetunnel, "streamlit", str(app)))
+    try:
+        info = cli.read_json(timeout_s=180)
+        port = int(info["local_port"])  # type: ignore[call-overload]
+        assert get(f"http://127.0.0.1:{port}/_stcore/health") == (200, "ok")
+        page = chromium.new_page()
+        sockets: list[str] = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        page.goto(str(info["url"]), timeout=60_000)
+        # The title arrives over the websocket: rendered means the websocket works.
+        page.wait_for_selector("h1:has-text('My Streamlit App')", timeout=60_000)
+        assert any(url.endswith("/_stcore/stream") for url in sockets), sockets
+        page.screenshot(path=str(ARTIFACTS / "streamlit.png"))
+        page.close()
+        assert cli.interrupt() == 130
+    except BaseException:
+        cli.stop()
+        raise
+    finally:
+        app.unlink()
+    _gone(sandbox, port)
+
+
+def test_tensorboard_lists_a_run(sandbox, laptop_nodetunnel, chromium):
+    import shutil
+
+    logdir = sandbox.paths.user_home(ALICE) / "tb-logs"
+    run = logdir / "run1"
+    run.mkdir(parents=True, exist_ok=True)
+    _write_event_file(run)
+    for path in (logdir, run, *run.iterdir()):
+        os.chown(path, pwd.getpwnam(ALICE).pw_uid, pwd.getpwnam(ALICE).pw_gid)
+    cli = Cli(ALICE, app_argv(laptop_nodetunnel, "tensorboard", "--logdir", str(logdir)))
+    try:
+        info = cli.read_json(timeout_s=180)
+        port = int(info["local_port"])  # type: ignore[call-overload]
+
+        def lists_the_run() -> bool:
+            status, runs = get(f"http://127.0.0.1:{port}/data/runs")
+            if status != 200 or "run1" not in runs:
+                raise NotReady(f"HTTP {status}: {runs[:200]}")
+            return True
+
+        wait_until(lists_the_run, timeout_s=60, what="TensorBoard to list run1")
+        page = chromium.new_page()
+        page.goto(str(info["url"]), timeout=60_000)
+        page.wait_for_selector("text=run1", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "tensorboard.png"))
+        page.close()
+        assert cli.interrupt() == 130
+    except BaseException:
+        cli.stop()
+        raise
+    finally:
+        shutil.rmtree(logdir, ignore_errors=True)
+    _gone(sandbox, port)
+
+
+def _write_event_file(run_dir) -> None:
+    """One run of scalar events, written with TensorBoard's own writer (no TensorFlow)."""
+    import subprocess
+
+    code = (
+        "import sys, time\n"
+        "from tensorboard.summary.writer.event_file_writer import EventFileWriter\n"
+        "from tensorboard.compat.proto.event_pb2 import Event\n"
+        "from tensorboard.compat.proto.summary_pb2 import Summary\n"
+        "w = EventFileWriter(sys.argv[1])\n"
+        "for step in range(3):\n"
+        "    s = Summary(value=[Summary.Value(tag='loss', simple_value=1.0 / (step + 1))])\n"
+        "    w.add_event(Event(wall_time=time.time(), step=step, summary=s))\n"
+        "w.flush(); w.close()\n"
+    )
+    subprocess.run([str(CLUSTER_VENV / "bin" / "python"), "-c", code, str(run_dir)], check=True,
+                   timeout=60)  # fmt: skip

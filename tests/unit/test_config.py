@@ -335,8 +335,8 @@ def test_app_section_must_be_a_table(tmp_path: Path) -> None:
 def test_programming_errors_are_value_errors() -> None:
     with pytest.raises(ValueError, match="partiton"):
         resolve(None, {"partiton": "x"})
-    with pytest.raises(ValueError, match="streamlit"):
-        resolve(None, {}, app="streamlit")
+    with pytest.raises(ValueError, match="no-such-app"):
+        resolve(None, {}, app="no-such-app")
 
 
 # --------------------------------------------------------- unknown clusters

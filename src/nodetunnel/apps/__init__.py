@@ -6,12 +6,17 @@ command (``nodetunnel NAME``) with every resource, environment and session optio
 
 from __future__ import annotations
 
-from .base import NO_AUTH, App, Auth, ShellVar, Word
+from .base import NO_AUTH, App, Auth, Param, ShellVar, Slot, Word
+from .dash import DASH
 from .jupyter import JUPYTER, NOTEBOOK
 from .run import RUN, command_app
+from .streamlit import STREAMLIT
+from .tensorboard import TENSORBOARD
 
 #: The recipes that are a command of their own (``nodetunnel NAME [options]``).
-RECIPES: dict[str, App] = {app.name: app for app in (JUPYTER, NOTEBOOK)}
+RECIPES: dict[str, App] = {
+    app.name: app for app in (JUPYTER, NOTEBOOK, STREAMLIT, DASH, TENSORBOARD)
+}
 #: Every kind of session, by the name its job and record carry (``run``: any command).
 APPS: dict[str, App] = {**RECIPES, RUN.name: RUN}
 
@@ -24,7 +29,9 @@ __all__ = [
     "RUN",
     "App",
     "Auth",
+    "Param",
     "ShellVar",
+    "Slot",
     "Word",
     "command_app",
 ]

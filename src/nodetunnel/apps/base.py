@@ -22,7 +22,38 @@ class ShellVar:
     suffix: str = ""  # literal text after it
 
 
+@dataclasses.dataclass(frozen=True)
+class Slot:
+    """A word of a launch command filled from the command line (:class:`Param` ``name``).
+
+    A param with several values fills several words; one not given fills none.
+    """
+
+    name: str
+
+
 Word = str | ShellVar
+Template = Word | Slot
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """A command-line parameter of one app's command (``nodetunnel dash APP.py --var NAME``).
+
+    ``decls`` are click's: ``("APP",)`` is an argument (its metavar), ``("--var",)`` an
+    option. ``many`` takes every remaining word (after ``--``).
+    """
+
+    name: str
+    decls: tuple[str, ...]
+    help: str = ""
+    default: str | None = None
+    required: bool = False
+    many: bool = False
+
+    @property
+    def is_option(self) -> bool:
+        return self.decls[0].startswith("-")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +90,8 @@ class App:
     name: str
     title: str  # for people: "JupyterLab"
     program: str  # must be on PATH after environment activation
-    launch: tuple[Word, ...]
-    launch_tcp: tuple[Word, ...]
+    launch: tuple[Template, ...]
+    launch_tcp: tuple[Template, ...]
     listen: str = "either"  # "socket", "tcp" or "either" (socket unless --tcp or socket_check)
     exports_endpoint: bool = False  # NT_SOCKET / NT_PORT in the app's environment
     socket_check: str = "true"
@@ -73,6 +104,27 @@ class App:
     install_hint: str = ""
     summary: str = ""  # one line for --help
     examples: tuple[str, ...] = ()  # command lines for --help, without "nodetunnel NAME"
+    params: tuple[Param, ...] = ()  # the command's own parameters, filling the Slots
+    launcher: str | None = None  # a file of nodetunnel.apps.launchers, sent with the job
+    details: str = ""  # a paragraph for --help: how this app is made private
+
+    def bind(self, values: dict[str, object]) -> App:
+        """This recipe with its :class:`Slot` words filled from the command line's values."""
+
+        def fill(words: tuple[Template, ...]) -> tuple[Word, ...]:
+            out: list[Word] = []
+            for w in words:
+                if not isinstance(w, Slot):
+                    out.append(w)
+                    continue
+                value = values.get(w.name)
+                if isinstance(value, tuple | list):
+                    out.extend(str(v) for v in value)
+                elif value is not None:
+                    out.append(str(value))
+            return tuple(out)
+
+        return dataclasses.replace(self, launch=fill(self.launch), launch_tcp=fill(self.launch_tcp))
 
     # Kept for the names older records and callers use.
     @property

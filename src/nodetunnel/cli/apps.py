@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..apps import RECIPES, RUN, command_app
-from ..apps.base import App
+from ..apps.base import App, Param
 from ..config.fields import FIELDS, duration_s
 from ..fields import Field
 from . import cli
@@ -128,16 +128,29 @@ def _help(app: App) -> str:
         "private Unix socket on the node, and an SSH tunnel through your jump hosts forwards "
         "it to 127.0.0.1. Any secret is made here and never appears on a command line. "
         "Ctrl-C closes the tunnel and cancels the job (unless --keep)."
+        + (f"\n\n{app.details}" if app.details else "")
         + (f"\n\n\b\nExamples:\n{examples}" if examples else "")
     )
 
 
+def _param(param: Param) -> Callable[[Any], Any]:
+    if param.is_option:
+        return click.option(*param.decls, param.name, help=param.help, default=param.default,
+                            required=param.required, show_default=param.default is not None)  # fmt: skip
+    return click.argument(param.name, metavar=param.decls[0], nargs=-1 if param.many else 1,
+                          required=param.required, type=click.UNPROCESSED if param.many else None)  # fmt: skip
+
+
 def _app_command(app: App) -> None:
     def command(**opts: Any) -> None:
-        run_app(app, opts)
+        values = {p.name: opts.pop(p.name) for p in app.params}
+        run_app(app.bind(values) if app.params else app, opts)
 
     command.__name__ = f"{app.name}_command"
-    cli.command(app.name, help=_help(app), short_help=app.summary)(_session_options(command))
+    decorated = _session_options(command)
+    for param in reversed(app.params):
+        decorated = _param(param)(decorated)
+    cli.command(app.name, help=_help(app), short_help=app.summary)(decorated)
 
 
 def run_app(app: App, opts: dict[str, Any]) -> None:

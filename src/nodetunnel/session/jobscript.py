@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import shlex
 
-from ..apps.base import App, ShellVar, Word
+from ..apps.base import App, ShellVar, Slot, Template
 from ..errors import UsageError
 from ..quoting import control_char
 from ..scheduler.base import Scheduler
@@ -52,7 +52,9 @@ def _q_path(value: str, option: str) -> str:
     return _q(value, option)
 
 
-def _word(w: Word) -> str:
+def _word(w: Template) -> str:
+    if isinstance(w, Slot):
+        raise ValueError(f"launch word {w.name!r} is not filled in (App.bind)")
     if isinstance(w, ShellVar):
         before = shlex.quote(w.prefix) if w.prefix else ""
         after = shlex.quote(w.suffix) if w.suffix else ""
@@ -135,6 +137,8 @@ def render_body(
     ]
     for name, var in app.env:
         lines.append(f"export {name}={_word(var)}")
+    if app.launcher:
+        lines += _launcher_lines(app.launcher)
     lines += [
         f"NT_DEADLINE=$(( $(date +%s) + {APP_START_TIMEOUT_S} ))",
         "nt_wait() {  # until the command $1 succeeds, while the app lives, until the deadline",
@@ -180,6 +184,23 @@ def render_body(
         'exit "$NT_RC"',
     ]
     return "\n".join(lines) + "\n"
+
+
+LAUNCHER_END = "NODETUNNEL_LAUNCHER_END"
+
+
+def _launcher_lines(name: str) -> list[str]:
+    """Write the launcher ``name`` (nodetunnel.apps.launchers) into the job's private dir."""
+    from importlib import resources
+
+    source = resources.files("nodetunnel.apps.launchers").joinpath(name).read_text()
+    if LAUNCHER_END in source:
+        raise ValueError(f"launcher {name} contains the end marker {LAUNCHER_END}")
+    return [
+        f"cat > \"$NT_RUN/launch.py\" <<'{LAUNCHER_END}' || nt_fail 'cannot write the launcher'",
+        *source.rstrip("\n").splitlines(),
+        LAUNCHER_END,
+    ]
 
 
 def _dq(text: str) -> str:
