@@ -15,7 +15,18 @@ from typing import Any
 
 #: Value kinds a field may have (see ``nodetunnel.config`` for how each is checked).
 KINDS = frozenset(
-    {"hosts", "user", "path", "str", "str_or_int", "pos_int", "str_list", "shell", "duration"}
+    {
+        "hosts",
+        "user",
+        "path",
+        "str",
+        "str_or_int",
+        "pos_int",
+        "str_list",
+        "shell",
+        "duration",
+        "bool",
+    }
 )
 GROUPS = ("connection", "resources", "environment", "session")
 

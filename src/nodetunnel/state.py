@@ -82,6 +82,8 @@ class SessionRecord:
     lease_s: float | None = None
     job_check_interval_s: float | None = None  # None (older records): the default
     scheduler: str = "slurm"  # the backend that runs the job (older records: SLURM)
+    connect_timeout_s: int | None = None  # the profile's, if it set one
+    multiplex: bool | None = None  # None (older records): the platform's default
 
     def to_json(self) -> dict[str, Any]:
         return {"version": RECORD_VERSION, **dataclasses.asdict(self)}

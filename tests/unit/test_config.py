@@ -142,6 +142,8 @@ default_cluster = "lab"
 jump = ["login.example.org", "gw"]
 user = "jdoe"
 ssh_config = "extra_ssh_config"
+connect_timeout_s = 90
+multiplex = false
 scheduler = "slurm"
 job_check_interval_s = 30
 partition = "gpu"
@@ -179,6 +181,10 @@ lease = 45
     assert settings.time == "90"
     assert settings.cpus_per_task == 8
     assert settings.job_check_interval_s == 30
+    assert settings.connect_timeout_s == 90
+    assert settings.multiplex is False
+    assert settings.cluster_ref.multiplex is False
+    assert settings.cluster_ref.connect_timeout_s == 90
     assert settings.sbatch_args == ("--exclude=gpu-01", "--nice=10")
     assert settings.modules == ("cuda/12", "miniconda")
     assert settings.venv == "~/venvs/lab"  # a path on the cluster: not expanded here

@@ -493,3 +493,19 @@ def test_list_shows_what_it_can_and_names_an_unreadable_record(tmp_path: Path, h
     assert len(listing.unreadable) == 2
     assert any("nt-00000002.json" in p for p in listing.unreadable)
     assert any("newer nodetunnel" in p for p in listing.unreadable)
+
+
+def test_a_profile_without_connection_sharing_writes_no_control_master(runtime: Path) -> None:
+    from nodetunnel.session.lifecycle import default_transport
+
+    cluster = ClusterRef("lab", ("login", "gateway"), multiplex=False, connect_timeout_s=75)
+    runtime.mkdir(parents=True, exist_ok=True)
+    transport = default_transport(cluster, runtime / "nt-00000001")
+    transport.connect()
+    text = (runtime / "nt-00000001" / "ssh_config").read_text()
+    assert "ControlMaster" not in text
+    assert "ConnectTimeout 75" in text
+    record_fields = cluster.record_fields()
+    again = ClusterRef.of(SessionRecord(session_id="nt-00000001", app="jupyter", job_id="1",
+                                        **record_fields))  # fmt: skip
+    assert again == cluster

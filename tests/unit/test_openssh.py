@@ -207,6 +207,28 @@ def _ssh_g(config: Path, host: str) -> dict[str, str]:
 
 
 @needs_ssh
+def test_a_hostile_user_config_keeps_its_own_settings_but_cannot_break_ours(
+    tmp_path: Path,
+) -> None:
+    # Common at sites: tmux started on login, a forced tty, a long ConnectTimeout for MFA.
+    user = tmp_path / "user config"
+    user.write_text("Host login\n    RemoteCommand tmux new -A -s main\n    RequestTTY yes\n"
+                    "    ConnectTimeout 45\n    User jdoe\n")  # fmt: skip
+    config = tmp_path / "ssh_config"
+    config.write_text(render_config(control_dir=tmp_path / "ctl", settings=SshSettings(),
+                                    includes=[user]))  # fmt: skip
+    seen = _ssh_g(config, "login")
+    assert "remotecommand" not in seen  # ssh -G shows none at all: our commands run as given
+    assert seen["requesttty"] in ("no", "false")
+    assert seen["connecttimeout"] == "45"  # the site's own value, never overridden
+    assert seen["user"] == "jdoe"
+    # A profile may still bound it on purpose (connect_timeout_s).
+    config.write_text(render_config(control_dir=tmp_path / "ctl",
+                                    settings=SshSettings(connect_timeout_s=90), includes=[user]))  # fmt: skip
+    assert _ssh_g(config, "login")["connecttimeout"] == "90"
+
+
+@needs_ssh
 def test_rendered_config_is_read_by_openssh(tmp_path: Path) -> None:
     inc_dir = tmp_path / "my configs"
     inc_dir.mkdir()

@@ -47,6 +47,12 @@ FIELDS: tuple[Field, ...] = (
     Field("ssh_config", "path", "connection",
           "extra ssh config file to Include after ~/.ssh/config (relative: to this file)",
           '"~/.ssh/config.d/mylab"'),
+    Field("connect_timeout_s", "pos_int", "connection",
+          "seconds ssh may take to connect to a host (unset: your ssh config decides; at an "
+          "MFA bastion it also covers typing the code)", "60"),
+    Field("multiplex", "bool", "connection",
+          "share one connection per hop between nodetunnel's commands (false: every step logs "
+          "in on its own, as on Windows; unset: true except on Windows)", "false"),
     Field("scheduler", "str", "connection",
           'the batch scheduler on the cluster (only "slurm" today)', '"slurm"'),
     Field("job_check_interval_s", "pos_int", "connection",
@@ -106,6 +112,7 @@ _KIND_TEXT = {
     "str_list": "a list of strings",
     "shell": "a string of shell commands",
     "duration": 'a duration like "30m", "90s" or "1h30m" (a bare number means minutes)',
+    "bool": "true or false",
 }
 
 DEFAULT_WARN_BEFORE_S = 600.0

@@ -111,7 +111,9 @@ class Settings:
     def cluster_ref(self) -> ClusterRef:
         """How to reach this cluster (``jump`` must be set)."""
         includes = (str(self.ssh_config),) if self.ssh_config else ()
-        return ClusterRef(self.cluster, tuple(self.jump), self.user, includes, self.scheduler)
+        return ClusterRef(self.cluster, tuple(self.jump), self.user, includes, self.scheduler,
+                          connect_timeout_s=self.connect_timeout_s,
+                          multiplex=bool(self.multiplex))  # fmt: skip
 
 
 def _jsonable(value: Any) -> Any:

@@ -184,6 +184,10 @@ def _coerce(origin: _Origin, key: str, raw: Any) -> Any:
     kind = _FIELDS_BY_NAME[key].kind
     if kind == "hosts":
         return _host_list(origin, key, raw)
+    if kind == "bool":
+        if not isinstance(raw, bool):
+            raise _expect(origin, key, raw, kind)
+        return raw
     if kind == "pos_int":
         if isinstance(raw, str) and raw.strip().isdigit():
             raw = int(raw)

@@ -35,7 +35,7 @@ from ..scheduler import make_scheduler
 from ..scheduler.base import JobRequest, JobState, Scheduler
 from ..state import SessionRecord, SessionStore
 from ..transport.base import ClusterRef, Transport
-from ..transport.openssh import OpenSSHTransport, private_runtime_dir
+from ..transport.openssh import OpenSSHTransport, SshSettings, private_runtime_dir
 from .jobscript import render_body
 from .model import LaunchRequest, SessionInfo, job_name_for
 from .remote import ENDED, JOB_LOG, RemoteDir, remove_dirs
@@ -65,8 +65,10 @@ def walltime_end(time_left_s: int | None) -> float | None:
 def default_transport(
     cluster: ClusterRef, local_dir: Path, req: LaunchRequest | None = None
 ) -> Transport:
-    """The system OpenSSH, with this session's private directory."""
-    settings = req.ssh if req is not None else None
+    """The system OpenSSH, with this session's private directory and the cluster's settings."""
+    settings = dataclasses.replace(req.ssh if req is not None else SshSettings(),
+                                   connect_timeout_s=cluster.connect_timeout_s,
+                                   multiplex=cluster.multiplex)  # fmt: skip
     return OpenSSHTransport(cluster.jump, local_dir=local_dir, user=cluster.user,
                             ssh_includes=cluster.ssh_includes, settings=settings)  # fmt: skip
 

@@ -13,6 +13,7 @@ same commands on this machine, for tests, like httpx's ``MockTransport``.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
@@ -32,11 +33,14 @@ class ClusterRef:
     user: str | None = None
     ssh_includes: tuple[str, ...] = ()
     scheduler: str = DEFAULT_SCHEDULER
+    connect_timeout_s: int | None = None  # None: the user's ssh config decides
+    multiplex: bool = os.name != "nt"  # Windows' OpenSSH has no connection sharing
 
     @property
-    def key(self) -> tuple[tuple[str, ...], str | None, tuple[str, ...], str]:
+    def key(self) -> tuple[object, ...]:
         """Sessions with the same key can share one connection."""
-        return (self.jump, self.user, self.ssh_includes, self.scheduler)
+        return (self.jump, self.user, self.ssh_includes, self.scheduler, self.connect_timeout_s,
+                self.multiplex)  # fmt: skip
 
     @property
     def where(self) -> str:
@@ -46,12 +50,15 @@ class ClusterRef:
     @classmethod
     def of(cls, record: SessionRecord) -> ClusterRef:
         return cls(record.cluster, tuple(record.jump), record.user,
-                   tuple(record.ssh_includes), record.scheduler or DEFAULT_SCHEDULER)  # fmt: skip
+                   tuple(record.ssh_includes), record.scheduler or DEFAULT_SCHEDULER,
+                   record.connect_timeout_s,
+                   os.name != "nt" if record.multiplex is None else record.multiplex)  # fmt: skip
 
     def record_fields(self) -> dict[str, Any]:
         """The :class:`~nodetunnel.state.SessionRecord` fields that store this reference."""
         return {"cluster": self.name, "jump": list(self.jump), "user": self.user,
-                "ssh_includes": list(self.ssh_includes), "scheduler": self.scheduler}  # fmt: skip
+                "ssh_includes": list(self.ssh_includes), "scheduler": self.scheduler,
+                "connect_timeout_s": self.connect_timeout_s, "multiplex": self.multiplex}  # fmt: skip
 
 
 class Transport(Protocol):

@@ -39,7 +39,9 @@ class SshSettings:
     keepalive_interval_s: int = 2
     keepalive_count: int = 2
     control_persist_s: int = 600
-    connect_timeout_s: int = 20
+    # None: the user's own ConnectTimeout (or ssh's default) applies. Behind a jump host it
+    # also covers the wait for an MFA answer at an outer hop, so nodetunnel sets none itself.
+    connect_timeout_s: int | None = None
     # Windows' OpenSSH has no ControlMaster: there every step makes its own connection.
     multiplex: bool = os.name != "nt"
     batch_mode: bool = False  # never prompt (used to diagnose a failed connection)
@@ -73,8 +75,13 @@ def render_config(
         "Host *",
         f"    ServerAliveInterval {settings.keepalive_interval_s}",
         f"    ServerAliveCountMax {settings.keepalive_count}",
-        f"    ConnectTimeout {settings.connect_timeout_s}",
+        # nodetunnel runs its own commands: a RemoteCommand (tmux, screen) or a forced tty
+        # from the user's config would make every one of them fail.
+        "    RemoteCommand none",
+        "    RequestTTY no",
     ]
+    if settings.connect_timeout_s is not None:
+        lines.append(f"    ConnectTimeout {settings.connect_timeout_s}")
     if settings.batch_mode:
         lines.append("    BatchMode yes")
     if settings.multiplex:
@@ -362,7 +369,8 @@ def write_ssh_configs(
     """A fresh private directory with the session's ssh config and its no-sharing twin."""
     import shutil
 
-    check_control_dir(local_dir)
+    if settings.multiplex:  # control sockets live there: their paths must fit
+        check_control_dir(local_dir)
     close_masters(local_dir)  # left, with the directory, by a process killed hard
     shutil.rmtree(local_dir, ignore_errors=True)
     local_dir.mkdir(mode=0o700)
