@@ -676,6 +676,20 @@ SSH_FAILURES = [
         "plain ssh",
         id="host-key",
     ),
+    pytest.param(
+        "(alice@login) One-time password (OATH) for `alice': \r\n"
+        "alice@login: Permission denied (keyboard-interactive).\r\n",
+        "authentication failed at login (keyboard-interactive) on the way login -> gateway",
+        "fresh code",
+        id="mfa-code-refused",
+    ),
+    pytest.param(
+        "Connection timed out during banner exchange\r\n"
+        "Connection to UNKNOWN port 65535 timed out\r\n",
+        "timed out waiting for a host on the way login -> gateway to answer",
+        "connect_timeout_s",
+        id="banner-timeout",
+    ),
 ]
 
 
@@ -850,3 +864,17 @@ def test_a_login_banner_on_stdout_is_not_taken_for_the_output(tmp_path: Path) ->
 )
 def test_after_marker(stdout: str, output: str) -> None:
     assert after_marker(stdout) == output
+
+
+def test_a_known_cause_is_never_replaced_by_the_diagnostic_retry(
+    tmp_path: Path, fake_ssh: FakeSsh
+) -> None:
+    binary = fake_ssh(rc=255, stderr="Connection timed out during banner exchange\r\n")
+    diagnose = tmp_path / "diagnose"
+    diagnose.write_text("")
+    conn = OpenSSH(["login", "gateway"], config_path=CONFIG, ssh_binary=binary,
+                   diagnose_config_path=diagnose)  # fmt: skip
+    with pytest.raises(SshError) as info:
+        conn.run(["squeue"], timeout_s=10)
+    assert "timed out waiting for a host" in info.value.message
+    assert len(recorded(tmp_path)) == 1  # no BatchMode retry, which an MFA host always refuses

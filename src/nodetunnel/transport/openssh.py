@@ -306,9 +306,16 @@ def after_marker(stdout: str) -> str:
     return stdout
 
 
+#: Failures whose cause ssh has already named: a diagnostic retry (which cannot answer an
+#: MFA prompt) would only replace it with a misleading one.
 _KNOWN_FAILURE = re.compile(
     r"Permission denied|Too many authentication failures|Host key verification failed|"
-    r"REMOTE HOST IDENTIFICATION HAS CHANGED|Could not resolve hostname|Name or service not known"
+    r"REMOTE HOST IDENTIFICATION HAS CHANGED|Could not resolve hostname|Name or service not known|"
+    r"timed out during banner exchange|Connection timed out|No route to host|"
+    r"Network is unreachable|Connection refused|not responding"
+)
+_REFUSED_AT = re.compile(
+    r"(?:^|\n)(?:[^@\s]+@)?(?P<host>[^:\s]+): Permission denied \((?P<how>[^)]*)\)"
 )
 
 
@@ -332,12 +339,26 @@ def translate_ssh_failure(argv: Sequence[str], done: Completed, jump: Sequence[s
     err = done.stderr.strip()
     last = err.splitlines()[-1] if err else "no error output"
     chain = " -> ".join(jump)
-    if "Permission denied" in err or "Too many authentication failures" in err:
+    refused = _REFUSED_AT.search(err)
+    if refused and "keyboard-interactive" in refused["how"] and "publickey" not in refused["how"]:
+        host = refused["host"]
+        hint = (
+            f"the one-time code (or password) was not accepted: run the command again and enter "
+            f"a fresh code; check that 'ssh {shlex.quote(host)}' works in this terminal"
+        )
+        msg = f"authentication failed at {host} ({refused['how']}) on the way {chain}: {last}"
+    elif "Permission denied" in err or "Too many authentication failures" in err:
         hint = (
             f"check that 'ssh {shlex.quote(jump[0])}' works from this terminal (keys, agent, "
             "user name in ~/.ssh/config)"
         )
         msg = f"authentication refused on the way {chain}: {last}"
+    elif "timed out during banner exchange" in err:
+        hint = (
+            "a host on the way did not answer in time: if it asked for a code, answer sooner or "
+            "raise connect_timeout_s (or ConnectTimeout in your ssh config); else check the network"
+        )
+        msg = f"timed out waiting for a host on the way {chain} to answer: {last}"
     elif "Host key verification failed" in err or "REMOTE HOST IDENTIFICATION HAS CHANGED" in err:
         hint = "connect once with plain ssh to review and accept the host key; nodetunnel never skips it"
         msg = f"host key check failed on the way {chain}: {last}"
