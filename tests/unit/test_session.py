@@ -545,3 +545,18 @@ def test_job_check_interval_is_kept_by_resumed_sessions(runtime: Path, tmp_path:
     assert Session.resume(record, store=store).req.job_check_interval_s == 5.0
     old = SessionRecord(session_id="nt-0123abcd", app="jupyter", job_id="7", jump=["login"])
     assert Session.resume(old, store=store).req.job_check_interval_s == JOB_CHECK_INTERVAL_S
+
+
+def test_detach_with_a_keeper_that_cannot_be_executed_is_one_clear_error(
+    runtime: Path, tmp_path: Path
+) -> None:
+    from nodetunnel.errors import CommandError
+
+    s = _started(tmp_path)
+    python = tmp_path / "python-not-executable"
+    python.write_text("#!/bin/sh\n")
+    python.chmod(0o644)  # e.g. an interpreter the keeper may not run
+    with pytest.raises(CommandError) as err:
+        s.detach([str(python), "-m", "nodetunnel"])
+    assert "cannot start" in err.value.message
+    assert not s.handed_over  # the usual clean-up runs: the job is cancelled, nothing is left
