@@ -171,3 +171,18 @@ class App:
     def ready(self, status: int) -> bool:
         """Whether an answer with HTTP ``status`` to ``ready_path`` means the app is ready."""
         return status in self.ready_statuses
+
+
+def launcher_app(launcher: str, *words: Template, **recipe: object) -> App:
+    """A recipe whose app is served on the job's private socket by ``launcher``.
+
+    The job runs ``python3 LAUNCHER SOCKET WORDS...`` with the environment's Python
+    (``launcher`` is a file of :mod:`nodetunnel.apps.launchers`).
+    """
+    launch = ("python3", ShellVar("NT_RUN", suffix="/launch.py"), ShellVar("NT_SOCK"), *words)
+    title = str(recipe["title"])
+    package = str(recipe.pop("package"))
+    recipe.setdefault("install_hint", f"Python 3 is needed; install {title} in the environment "
+                      f"you activate (pip install {package})")  # fmt: skip
+    return App(program="python3", launch=launch, launch_tcp=launch, listen="socket",
+               launcher=launcher, **recipe)  # type: ignore[arg-type]  # fmt: skip

@@ -7,24 +7,18 @@ name, so that block never runs, and serves the Dash app's Flask server itself.
 
 from __future__ import annotations
 
-from .base import App, Param, ShellVar, Slot
+from .base import Param, Slot, launcher_app
 
-_LAUNCH = ("python3", ShellVar("NT_RUN", suffix="/launch.py"), ShellVar("NT_SOCK"),
-           Slot("app_file"), Slot("var"))  # fmt: skip
-
-DASH = App(
+DASH = launcher_app(
+    "wsgi_app.py",
+    Slot("app_file"),
+    Slot("var"),
+    package="dash",
     name="dash",
     title="Dash",
-    program="python3",
-    launch=_LAUNCH,
-    launch_tcp=_LAUNCH,
-    listen="socket",
-    launcher="wsgi_app.py",
     ready_path="/_dash-layout",
     url_path="/",
     preferred_port=8050,
-    install_hint="Python 3 is needed; install Dash in the environment you activate "
-    "(pip install dash)",
     params=(
         Param("app_file", ("APP",), help="The app's Python file on the cluster.", required=True),
         Param("var", ("--var",), help="The name of the Dash object in the file.", default="app"),

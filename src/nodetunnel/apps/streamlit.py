@@ -3,24 +3,18 @@ refuses Unix sockets since 1.57)."""
 
 from __future__ import annotations
 
-from .base import App, Param, ShellVar, Slot
+from .base import Param, Slot, launcher_app
 
-_LAUNCH = ("python3", ShellVar("NT_RUN", suffix="/launch.py"), ShellVar("NT_SOCK"),
-           Slot("script"), Slot("args"))  # fmt: skip
-
-STREAMLIT = App(
+STREAMLIT = launcher_app(
+    "streamlit_app.py",
+    Slot("script"),
+    Slot("args"),
+    package="streamlit",
     name="streamlit",
     title="Streamlit",
-    program="python3",
-    launch=_LAUNCH,
-    launch_tcp=_LAUNCH,
-    listen="socket",
-    launcher="streamlit_app.py",
     ready_path="/_stcore/health",
     url_path="/",
     preferred_port=8501,
-    install_hint="Python 3 is needed; install Streamlit in the environment you activate "
-    "(pip install streamlit)",
     params=(
         Param("script", ("APP",), help="The Streamlit script on the cluster.", required=True),
         Param("args", ("ARGS",), help="Arguments for the script, after --.", many=True),

@@ -3,24 +3,19 @@
 
 from __future__ import annotations
 
-from .base import App, Param, ShellVar, Slot
+from .base import Param, Slot, launcher_app
 
-_LAUNCH = ("python3", ShellVar("NT_RUN", suffix="/launch.py"), ShellVar("NT_SOCK"),
-           "--logdir", Slot("logdir"), Slot("args"))  # fmt: skip
-
-TENSORBOARD = App(
+TENSORBOARD = launcher_app(
+    "tensorboard_app.py",
+    "--logdir",
+    Slot("logdir"),
+    Slot("args"),
+    package="tensorboard",
     name="tensorboard",
     title="TensorBoard",
-    program="python3",
-    launch=_LAUNCH,
-    launch_tcp=_LAUNCH,
-    listen="socket",
-    launcher="tensorboard_app.py",
     ready_path="/data/runs",
     url_path="/",
     preferred_port=6006,
-    install_hint="Python 3 is needed; install TensorBoard in the environment you activate "
-    "(pip install tensorboard)",
     params=(
         Param(
             "logdir",
