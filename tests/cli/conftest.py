@@ -33,3 +33,15 @@ def _no_real_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(module, "run", _forbidden("nodetunnel.proc.run"))
     monkeypatch.setattr(cluster, "spawn", _forbidden("nodetunnel.proc.spawn"))
     monkeypatch.setattr(cli_module, "_debug", False)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Any:
+    """main() installs handlers (and ignores Ctrl-C once it is leaving): undo it per test."""
+    import signal
+
+    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    saved = {n: signal.getsignal(getattr(signal, n)) for n in names}
+    yield
+    for name, handler in saved.items():
+        signal.signal(getattr(signal, name), handler)

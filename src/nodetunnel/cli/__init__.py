@@ -98,6 +98,21 @@ def _terminal_gone() -> None:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the ``nodetunnel`` command."""
+    try:
+        _main(argv)
+    except KeyboardInterrupt:  # another Ctrl-C while nodetunnel was already leaving
+        _leaving()
+        _exit(ExitCode.INTERRUPTED)
+
+
+def _leaving() -> None:
+    """Once nodetunnel has decided to exit, further Ctrl-C / SIGTERM / SIGHUP change nothing."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
+def _main(argv: Sequence[str] | None) -> NoReturn:
     signal.signal(signal.SIGTERM, _terminate)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, _terminate)
@@ -112,9 +127,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             traceback.print_exc()
         _fail(exc.exit_code, exc.message, exc.hint)
     except click.exceptions.Abort:  # click has already ended the ^C line
+        _leaving()
         say("interrupted")
         _exit(ExitCode.INTERRUPTED)
     except KeyboardInterrupt:
+        _leaving()
         say("\ninterrupted")
         _exit(ExitCode.INTERRUPTED)
     except click.exceptions.Exit as exc:
