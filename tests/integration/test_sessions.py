@@ -292,3 +292,30 @@ def test_a_frozen_tunnel_is_replaced(sandbox, laptop_nodetunnel):
     assert res.returncode == 0, res.stderr
     wait_no_jobs(sandbox)
     assert user_processes(ALICE) == []
+
+
+def test_ssh_config_entry_reaches_the_allocated_node_and_goes_with_the_session(
+    sandbox, laptop_nodetunnel
+):
+    base = laptop_nodetunnel
+    res = as_user(ALICE, jupyter_argv(base, "--detach"), timeout_s=120)
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    session_id = str(info["session_id"])
+    try:
+        res = _nodetunnel(base, "ssh-config", session_id)
+        assert res.returncode == 0, res.stderr
+        name = res.stdout.strip()
+        assert name == f"nodetunnel-{session_id}"
+        (include,) = [ln for ln in res.stderr.splitlines() if "Include " in ln]
+        path = include.split("Include ", 1)[1].strip().strip('"')
+        # What VS Code's Remote-SSH would run: ssh to the entry, which is the job's node only.
+        res = as_user(ALICE, ["ssh", "-F", path, "-o", "BatchMode=yes", name, "hostname"],
+                      timeout_s=60)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip() == info["node"]
+    finally:
+        res = _nodetunnel(base, "stop", session_id)
+    assert res.returncode == 0, res.stderr
+    text = Path(path).read_text()
+    assert name not in text

@@ -509,3 +509,32 @@ def test_a_profile_without_connection_sharing_writes_no_control_master(runtime: 
     again = ClusterRef.of(SessionRecord(session_id="nt-00000001", app="jupyter", job_id="1",
                                         **record_fields))  # fmt: skip
     assert again == cluster
+
+
+# ------------------------------------------------------------------- ssh entries
+def test_ssh_entries_name_only_the_node_and_go_with_their_session(
+    tmp_path: Path, home: Path
+) -> None:
+    import stat
+
+    from nodetunnel.session import sshhosts
+
+    fake, transport = FakeSlurm(user=USER), FakeTransport(home)
+    store = SessionStore(tmp_path / "state" / "sessions")
+    job = started_elsewhere(home, fake, "nt-0000000a")
+    record = SessionRecord(session_id="nt-0000000a", app="jupyter", job_id=job, node="gpu-17",
+                           jump=["login", "gw"], user="jdoe", cluster="fake",
+                           ssh_includes=["/etc/site ssh config"])  # fmt: skip
+    store.save(record)
+    path, name = sshhosts.add(store, record)
+    assert name == "nodetunnel-nt-0000000a"
+    text = path.read_text()
+    assert (
+        "Host nodetunnel-nt-0000000a\n    HostName gpu-17\n    ProxyJump jdoe@login,jdoe@gw\n"
+        in text
+    )
+    assert 'Include "/etc/site ssh config"' in text
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sshhosts.include_line(path) == f'Include "{path}"'
+    stop_sessions(store, store.all(), connect=connector(transport, fake))  # type: ignore[arg-type]
+    assert "Host nodetunnel-" not in path.read_text()  # gone with the session

@@ -241,3 +241,64 @@ def stop(session_ids: tuple[str, ...], stop_all: bool) -> None:
 
 
 __all__ = ["ExitCode"]
+
+
+@cli.command("ssh-config")
+@click.argument("session_id")
+def ssh_config_command(session_id: str) -> None:
+    """Add a Host entry for a session's node, for VS Code Remote-SSH or plain ssh.
+
+    The entry, named nodetunnel-ID, goes to a file nodetunnel manages (it is
+    removed when the session ends); include that file once from your
+    ~/.ssh/config with the line this prints (nodetunnel never edits your
+    ~/.ssh/config). The entry names only the node SLURM allocated to the
+    session's job, reached through the session's jump hosts.
+
+    \b
+    Example:
+      nodetunnel ssh-config nt-1a2b3c4d
+      ssh nodetunnel-nt-1a2b3c4d nvidia-smi
+    """
+    from ..session import sshhosts
+    from ..state import SessionStore
+
+    store = SessionStore()
+    path, name = sshhosts.add(store, store.find(session_id))
+    click.echo(name)
+    progress(f"wrote the entry {name} to {path}")
+    progress(f"once, at the top of ~/.ssh/config: {sshhosts.include_line(path)}")
+
+
+@cli.command("vscode")
+@click.argument("session_id")
+@click.option("--dir", "folder", default="~", show_default=True, metavar="DIR",
+              help="The folder on the node to open.")  # fmt: skip
+def vscode_command(session_id: str, folder: str) -> None:
+    """Open VS Code (Remote-SSH) on a session's node: 'code --remote ssh-remote+HOST DIR'.
+
+    Adds the session's Host entry first (see 'nodetunnel ssh-config'). Needs
+    VS Code's 'code' command on this machine and the Include line in your
+    ~/.ssh/config.
+
+    \b
+    Example:
+      nodetunnel vscode nt-1a2b3c4d --dir ~/project
+    """
+    import shutil
+
+    from ..errors import PrerequisiteError
+    from ..proc import run
+    from ..session import sshhosts
+    from ..state import SessionStore
+
+    store = SessionStore()
+    path, name = sshhosts.add(store, store.find(session_id))
+    code = shutil.which("code")
+    if code is None:
+        raise PrerequisiteError(
+            "VS Code's 'code' command is not on PATH on this machine",
+            hint=f"install VS Code with its shell command, or connect to the host {name} from "
+            f"VS Code's Remote-SSH ({sshhosts.include_line(path)} in ~/.ssh/config)",
+        )
+    run([code, "--remote", f"ssh-remote+{name}", folder], timeout_s=60)
+    progress(f"VS Code opens {folder} on {name}")

@@ -30,6 +30,7 @@ from ..scheduler.base import JobStatus, Scheduler
 from ..state import SessionRecord, SessionStore
 from ..transport.base import ClusterRef, Transport
 from ..transport.openssh import close_masters, private_runtime_dir
+from . import sshhosts
 from .lifecycle import default_transport, redirect_page, walltime_end
 from .model import JOB_NAME, Endpoint, Listing, SessionRow, StopReport
 from .remote import RemoteDir, remove_dirs
@@ -139,6 +140,7 @@ def reconcile(
                 state=status.state.value, node=status.node or "", time_left_s=status.time_left_s,
                 tunnel_up=False, attached=False, here=False, problem=problem,
             ))  # fmt: skip
+    sshhosts.sync(store)  # the entries of sessions that ended go with them
     return listing
 
 
@@ -310,6 +312,7 @@ def stop_sessions(
             store.remove_log(record.session_id)
             _forget_local(record)  # again: nothing may have come back meanwhile
             report.stopped.append(record)
+    sshhosts.sync(store)
     return report
 
 

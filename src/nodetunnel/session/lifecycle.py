@@ -36,6 +36,7 @@ from ..scheduler.base import JobRequest, JobState, Scheduler
 from ..state import SessionRecord, SessionStore
 from ..transport.base import ClusterRef, Transport
 from ..transport.openssh import OpenSSHTransport, SshSettings, private_runtime_dir
+from . import sshhosts
 from .jobscript import render_body
 from .model import LaunchRequest, SessionInfo, job_name_for
 from .remote import ENDED, JOB_LOG, RemoteDir, remove_dirs
@@ -472,6 +473,7 @@ class Session:
                             tunnel_start=None))  # fmt: skip
                     else:
                         self.store.remove(self.session_id)
+                        sshhosts.sync(self.store)
                 except (NodetunnelError, OSError) as exc:
                     problems.append(f"the session record: {exc}")
         if problems:

@@ -1,0 +1,89 @@
+"""``Host`` entries for a session's allocated node, for VS Code Remote-SSH and plain ssh.
+
+``nodetunnel ssh-config ID`` adds an entry named ``nodetunnel-ID`` to a file that
+nodetunnel manages (next to the session records, mode 0600); the user's
+``~/.ssh/config`` includes it with one line, which nodetunnel prints and never
+writes itself. The entry names only the node the scheduler allocated to the
+session's job, through the session's own jump chain, and it is removed when
+the session ends (the file is rewritten from the live sessions).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import UsageError
+from ..state import SessionRecord, SessionStore
+from ..transport.openssh import _config_word
+
+ALIAS_PREFIX = "nodetunnel-"
+
+
+def managed_path(store: SessionStore) -> Path:
+    """The file of entries: beside the session records (e.g. ~/.local/state/nodetunnel)."""
+    return store.root.parent / "ssh_config"
+
+
+def alias(record: SessionRecord) -> str:
+    return ALIAS_PREFIX + record.session_id
+
+
+def include_line(path: Path) -> str:
+    """The line to put at the top of ``~/.ssh/config`` (before any ``Host``)."""
+    return f"Include {_config_word(str(path), 'path')}"
+
+
+def render(records: Sequence[SessionRecord]) -> str:
+    """The managed file for ``records`` (pure). Profile extras are included last."""
+    lines = [
+        "# Managed by nodetunnel: one entry per running session that asked for one",
+        "# ('nodetunnel ssh-config ID'); rewritten when sessions end. Do not edit.",
+    ]
+    includes: list[str] = []
+    for record in records:
+        if not record.node:
+            continue
+        hops = ",".join(f"{record.user}@{h}" if record.user else h for h in record.jump)
+        lines += ["", f"Host {alias(record)}", f"    HostName {record.node}",
+                  f"    ProxyJump {hops}"]  # fmt: skip
+        if record.user:
+            lines.append(f"    User {record.user}")
+        includes += [p for p in record.ssh_includes if p not in includes]
+    if includes:
+        lines += ["", "Match all"] + [f"    Include {_config_word(p, 'path')}" for p in includes]
+    return "\n".join(lines) + "\n"
+
+
+def sync(store: SessionStore) -> Path | None:
+    """Rewrite the managed file from the sessions that asked for an entry (atomic, 0600).
+
+    Returns its path, or None when there is nothing to write and no file to update.
+    """
+    path = managed_path(store)
+    records = [r for r in store.all() if r.ssh_entry]
+    if not records and not path.exists():
+        return None
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(render(records))
+    os.replace(tmp, path)
+    return path
+
+
+def add(store: SessionStore, record: SessionRecord) -> tuple[Path, str]:
+    """Give ``record`` an entry; return the managed file and the entry's name."""
+    if not record.node:
+        raise UsageError(
+            f"session {record.session_id} has no node yet",
+            hint="try again once 'nodetunnel list' shows it RUNNING",
+        )
+    if not record.ssh_entry:
+        record.ssh_entry = True
+        store.save(record)
+    path = sync(store)
+    assert path is not None  # noqa: S101 - there is a record with an entry now
+    return path, alias(record)
