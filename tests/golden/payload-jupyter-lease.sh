@@ -18,25 +18,29 @@ export JUPYTER_TOKEN_FILE="$NT_TOKEN_FILE"
 NT_DEADLINE=$(( $(date +%s) + 300 ))
 nt_wait() {  # until the command $1 succeeds, while the app lives, until the deadline
     while ! "$1"; do
-        kill -0 "$NT_PID" 2>/dev/null || nt_fail "the app exited before listening; see the job log"
+        if ! kill -0 "$NT_PID" 2>/dev/null; then
+            [ "${2:-}" = or-return ] && return 1
+            nt_fail "the app exited before listening; see the job log"
+        fi
         [ "$(date +%s)" -lt "$NT_DEADLINE" ] || nt_fail 'the app did not listen within 300 s'
-        sleep 0.2
+        sleep 0.1
     done
 }
 NT_NODE="${SLURMD_NODENAME:-$(hostname)}"
 NT_USE_SOCKET=1
-if [ "$NT_USE_SOCKET" = 1 ] && ! { jupyter server --version 2>/dev/null | awk -F. 'NR == 1 { ok = ($1 > 1 || ($1 == 1 && $2 >= 9)) } END { exit !ok }'; }; then
-    echo 'nodetunnel: this version cannot listen on a Unix socket; using 127.0.0.1' >&2
-    NT_USE_SOCKET=0
-fi
 if [ "$NT_USE_SOCKET" = 1 ]; then
     [ "${#NT_SOCK}" -le 100 ] || nt_fail "socket path $NT_SOCK is too long for a Unix socket"
     jupyter lab --no-browser --sock="$NT_SOCK" &
     NT_PID=$!
     nt_socket_ready() { [ -S "$NT_SOCK" ]; }
-    nt_wait nt_socket_ready
-    printf 'socket=%s\nhost=%s\n' "$NT_SOCK" "$NT_NODE" > "$NT_SESSION_DIR/endpoint.tmp"
-else
+    if nt_wait nt_socket_ready or-return; then
+        printf 'socket=%s\nhost=%s\n' "$NT_SOCK" "$NT_NODE" > "$NT_SESSION_DIR/endpoint.tmp"
+    else
+        echo 'nodetunnel: the app exited before listening on a Unix socket; trying 127.0.0.1' >&2
+        NT_USE_SOCKET=0
+    fi
+fi
+if [ "$NT_USE_SOCKET" = 0 ]; then
     # Only here is the cluster's python3 needed: to find a free port, then to see it listen.
     NT_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') || nt_fail 'python3 is needed to find a free port'
     jupyter lab --no-browser --ip=127.0.0.1 --port="$NT_PORT" --ServerApp.port_retries=0 &

@@ -948,3 +948,11 @@ def test_bad_durations_are_named(overrides: dict[str, str], message: str) -> Non
         resolve("swc", overrides)
     assert message in err.value.message
     assert err.value.hint
+
+
+def test_connections_are_shared_unless_a_profile_says_not() -> None:
+    import os
+
+    ref = resolve("swc", {}).cluster_ref
+    assert ref.multiplex is (os.name != "nt")
+    assert ref.connect_timeout_s is None  # the user's ssh config decides

@@ -96,7 +96,9 @@ def test_start_pending_running_ready_then_close_cancels(runtime: Path, home: Pat
         job_id = info.job_id
         assert fake.jobs[job_id].state is JobState.RUNNING
         assert info.node == "node1"
-        assert info.remote == "/tmp/nt.abc123/s"
+        # The socket's directory was named here, unguessable, and given to the job's script.
+        assert re.fullmatch(r"/tmp/nt\.[0-9a-f]{16}/s", info.remote)
+        assert f"NT_RUN={info.remote[:-2]}\n" in fake.jobs[job_id].script
         assert info.url == f"http://127.0.0.1:{info.local_port}/lab?token={session.token}"
         assert session.tunnel is not None
         assert session.tunnel.alive()
@@ -538,3 +540,36 @@ def test_ssh_entries_name_only_the_node_and_go_with_their_session(
     assert sshhosts.include_line(path) == f'Include "{path}"'
     stop_sessions(store, store.all(), connect=connector(transport, fake))  # type: ignore[arg-type]
     assert "Host nodetunnel-" not in path.read_text()  # gone with the session
+
+
+def test_an_app_that_falls_back_to_a_port_is_reached_there(
+    runtime: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nodetunnel.session import startup
+
+    monkeypatch.setattr(startup, "ENDPOINT_FIRST_S", 0.3)
+
+    def falls_back(call: Call, fake: FakeSlurm) -> None:
+        if call.program != "squeue" or not fake.jobs:
+            return
+        job_id = max(fake.jobs)
+        if fake.jobs[job_id].state is JobState.PENDING:
+            fake.start(job_id)
+            d = session_dir_of(fake, job_id)
+            (d / "endpoint").write_text("port=43210\nhost=node1\n")
+
+    session, _fake, transport = make_session(home, falls_back, start_timeout_s=30.0)
+    transport.set_app_status(503)  # nothing answers on the socket: the app is on a port
+    real_run = transport.run
+
+    def run(argv: list[str], **kw: object) -> object:
+        done = real_run(argv, **kw)  # type: ignore[arg-type]
+        if argv[:1] == ["cat"] and "port=43210" in done.stdout:
+            transport.set_app_status(200)  # what the tunnel to the port reaches
+        return done
+
+    transport.run = run  # type: ignore[method-assign,assignment]
+    with session:
+        info = session.start()
+        assert info.remote == "127.0.0.1:43210"
+    assert "the app listens on a port of node1 instead of a socket" in said(session)

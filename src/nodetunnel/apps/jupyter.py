@@ -8,12 +8,6 @@ from __future__ import annotations
 
 from .base import App, Auth, ShellVar
 
-# --sock exists from jupyter_server 1.9 on.
-_SOCKET_CHECK = (
-    "jupyter server --version 2>/dev/null | "
-    "awk -F. 'NR == 1 { ok = ($1 > 1 || ($1 == 1 && $2 >= 9)) } END { exit !ok }'"
-)
-
 
 def _jupyter(name: str, subcommand: str, title: str, url_path: str, package: str) -> App:
     return App(
@@ -34,7 +28,8 @@ def _jupyter(name: str, subcommand: str, title: str, url_path: str, package: str
             ShellVar("NT_PORT", prefix="--port="),
             "--ServerApp.port_retries=0",
         ),
-        socket_check=_SOCKET_CHECK,
+        # Before jupyter_server 1.9 there is no --sock: the job then falls back to a port
+        # (no version probe first: it would cost a Python start on every launch).
         # The token never appears in argv (world-readable in ps): Jupyter reads it from this file.
         env=(("JUPYTER_TOKEN_FILE", ShellVar("NT_TOKEN_FILE")),),
         auth=Auth(header="Authorization", header_value="token {token}", query="token"),

@@ -9,6 +9,7 @@ request field and, for SLURM, an ``#SBATCH`` line).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -92,6 +93,7 @@ DEFAULTS: dict[str, Any] = {
     "sbatch_args": (),
     "scheduler": "slurm",
     "job_check_interval_s": 60,
+    "multiplex": os.name != "nt",  # Windows' OpenSSH has no connection sharing
 }  # fmt: skip
 _FIELDS_BY_NAME = {f.name: f for f in FIELDS}
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)

@@ -78,6 +78,7 @@ def render_body(
     scheduler: type[Scheduler],
     tcp: bool = False,
     lease_s: float | None = None,
+    socket_dir: str | None = None,
 ) -> str:
     """The part of the job script after the #SBATCH header.
 
@@ -128,7 +129,7 @@ def render_body(
     not_found = f"{app.program} not found on PATH on $(hostname): {app.install_hint}"
     lines += [
         f'command -v {prog} >/dev/null 2>&1 || nt_fail "{_dq(not_found)}"',
-        f"NT_RUN=$(mktemp -d {SOCKET_DIR_TEMPLATE}) || nt_fail 'cannot create a private directory in /tmp'",
+        *_private_dir(socket_dir),
         'NT_SOCK="$NT_RUN/s"',
         'NT_PID=""',
         'trap \'[ -n "$NT_PID" ] && kill "$NT_PID" 2>/dev/null; rm -rf "$NT_RUN"\' EXIT',
@@ -143,19 +144,19 @@ def render_body(
         f"NT_DEADLINE=$(( $(date +%s) + {APP_START_TIMEOUT_S} ))",
         "nt_wait() {  # until the command $1 succeeds, while the app lives, until the deadline",
         '    while ! "$1"; do',
-        '        kill -0 "$NT_PID" 2>/dev/null || nt_fail "the app exited before listening; see the job log"',
+        '        if ! kill -0 "$NT_PID" 2>/dev/null; then',
+        '            [ "${2:-}" = or-return ] && return 1',
+        '            nt_fail "the app exited before listening; see the job log"',
+        "        fi",
         '        [ "$(date +%s)" -lt "$NT_DEADLINE" ] || '
         f"nt_fail 'the app did not listen within {APP_START_TIMEOUT_S} s'",
-        "        sleep 0.2",
+        "        sleep 0.1",
         "    done",
         "}",
         # The scheduler's name for the node (the laptop checks it against the job's node list).
         f"NT_NODE={scheduler.NODE_NAME_SHELL}",
         f"NT_USE_SOCKET={0 if tcp or app.listen == 'tcp' else 1}",
-        f'if [ "$NT_USE_SOCKET" = 1 ] && ! {{ {app.socket_check}; }}; then',
-        "    echo 'nodetunnel: this version cannot listen on a Unix socket; using 127.0.0.1' >&2",
-        "    NT_USE_SOCKET=0",
-        "fi",
+        *_socket_check(app),
         'if [ "$NT_USE_SOCKET" = 1 ]; then',
         f'    [ "${{#NT_SOCK}}" -le {MAX_SOCKET_PATH} ] || '
         'nt_fail "socket path $NT_SOCK is too long for a Unix socket"',
@@ -163,9 +164,9 @@ def render_body(
         "    " + " ".join(_word(w) for w in app.launch) + " &",
         "    NT_PID=$!",
         '    nt_socket_ready() { [ -S "$NT_SOCK" ]; }',
-        "    nt_wait nt_socket_ready",
-        "    " + remote.job_write_endpoint("socket", "NT_SOCK", "NT_NODE"),
-        "else",
+        *_socket_wait(app),
+        "fi",
+        'if [ "$NT_USE_SOCKET" = 0 ]; then',
         "    # Only here is the cluster's python3 needed: to find a free port, then to see it listen.",
         f"    NT_PORT=$(python3 -c {shlex.quote(_FREE_PORT_PY)}) || nt_fail 'python3 is needed to find a free port'",
         *(["    export NT_PORT"] if app.exports_endpoint else []),
@@ -184,6 +185,45 @@ def render_body(
         'exit "$NT_RC"',
     ]
     return "\n".join(lines) + "\n"
+
+
+def _private_dir(socket_dir: str | None) -> list[str]:
+    """The app's private directory on the node: made on the laptop (unguessable to other
+    users, so nobody can take its place), else by mktemp."""
+    if socket_dir is None:
+        return [f"NT_RUN=$(mktemp -d {SOCKET_DIR_TEMPLATE}) || "
+                "nt_fail 'cannot create a private directory in /tmp'"]  # fmt: skip
+    d = _q(socket_dir, "socket directory")
+    return [f"NT_RUN={d}",
+            'mkdir -m 700 "$NT_RUN" || nt_fail "cannot create the private directory $NT_RUN"']  # fmt: skip
+
+
+def _socket_check(app: App) -> list[str]:
+    if app.socket_check == "true":
+        return []
+    return [
+        f'if [ "$NT_USE_SOCKET" = 1 ] && ! {{ {app.socket_check}; }}; then',
+        "    echo 'nodetunnel: this version cannot listen on a Unix socket; using 127.0.0.1' >&2",
+        "    NT_USE_SOCKET=0",
+        "fi",
+    ]
+
+
+def _socket_wait(app: App) -> list[str]:
+    """Wait for the socket; an app that can also listen on a port gets a second chance there
+    if it exits first (an old version without socket support): no version probe beforehand."""
+    if app.listen != "either":
+        return ["    nt_wait nt_socket_ready",
+                "    " + remote.job_write_endpoint("socket", "NT_SOCK", "NT_NODE")]  # fmt: skip
+    return [
+        "    if nt_wait nt_socket_ready or-return; then",
+        "        " + remote.job_write_endpoint("socket", "NT_SOCK", "NT_NODE"),
+        "    else",
+        "        echo 'nodetunnel: the app exited before listening on a Unix socket; "
+        "trying 127.0.0.1' >&2",
+        "        NT_USE_SOCKET=0",
+        "    fi",
+    ]
 
 
 LAUNCHER_END = "NODETUNNEL_LAUNCHER_END"

@@ -38,9 +38,9 @@ from ..transport.base import ClusterRef, Transport
 from ..transport.openssh import OpenSSHTransport, SshSettings, private_runtime_dir
 from . import sshhosts
 from .jobscript import render_body
-from .model import LaunchRequest, SessionInfo, job_name_for
+from .model import Endpoint, LaunchRequest, SessionInfo, job_name_for
 from .remote import ENDED, JOB_LOG, RemoteDir, remove_dirs
-from .startup import wait_for_endpoint
+from .startup import Fallback, Watch, wait_published, wait_running, while_starting
 from .tunnel import Tunnel, choose_local_port, sigint_deferred
 
 Progress = Callable[[str], None]
@@ -199,18 +199,22 @@ class Session:
         self._say(f"connecting to {self.transport.chain}")
         remote_user = self.remote.create(self.token, where=self.transport.submit_host)
         job = dataclasses.replace(req.job, output=f"{self.session_dir}/{JOB_LOG}")
+        # On the socket, the app's directory on the node is named here: the tunnel can then
+        # be opened as soon as the job runs, without reading anything through the login host.
+        on_socket = not req.tcp and self.app.listen != "tcp"
+        socket_dir = f"/tmp/nt.{secrets.token_hex(8)}" if on_socket else None
         self._submitted = True
         body = render_body(req.app, req.env, self.session_dir, scheduler=type(self.scheduler),
-                           tcp=req.tcp, lease_s=req.lease_s)  # fmt: skip
+                           tcp=req.tcp, lease_s=req.lease_s, socket_dir=socket_dir)  # fmt: skip
         job_id = self.job_id = self.scheduler.submit_job(job, body)
         self._say(f"submitted job {job_id}")
 
-        status, endpoint = wait_for_endpoint(self, job_id)
-        if req.lease_s:  # the lease runs from now: check in before the tunnel is even up
-            from .keeper import beat_if_due
-
-            self.next_beat = 0.0
-            beat_if_due(self)
+        watch = Watch(self, job_id)
+        status = wait_running(watch)
+        if socket_dir is not None:
+            endpoint = Endpoint(status.node or "", socket=f"{socket_dir}/s")
+        else:
+            status, endpoint = wait_published(watch, status)
         node = endpoint.host
         # Site policy: SSH only to a node the scheduler allocated to this user's running job.
         if status.user and status.user != remote_user:
@@ -229,14 +233,23 @@ class Session:
                 hint="nodetunnel only connects to nodes the scheduler gave the job; please "
                 "report this",
             )
-        # A Unix socket, or (--tcp, old app versions) a loopback port on the node.
-        if endpoint.socket is None and self.app.exposed_on_tcp:
-            self._notice(f"note: {self.app.title} listens on 127.0.0.1:{endpoint.port} on {node} "
-                         "without a password: other users with a job on that node can reach "
-                         "it")  # fmt: skip
         self._say(f"job {job_id} is running on {node}; opening the tunnel")
-        self.tunnel = self._new_tunnel(node, endpoint.remote)
-        port = self.tunnel.open_on_a_port(req.local_port)
+        try:
+            port = self._tunnel_to(endpoint, watch)
+        except Fallback as fell:  # an old app version: it listens on a port after all
+            endpoint = fell.endpoint
+            if endpoint.host != node:
+                raise JobFailed(job_id, status.state.value,
+                                message=f"job {job_id} reports node {endpoint.host!r}, not {node}",
+                                hint="nodetunnel only connects to nodes the scheduler gave the "
+                                "job; please report this") from None  # fmt: skip
+            self._say(f"the app listens on a port of {node} instead of a socket")
+            port = self._tunnel_to(endpoint, watch)
+        if req.lease_s:  # the lease runs from now: check in right away
+            from .keeper import beat_if_due
+
+            self.next_beat = 0.0
+            beat_if_due(self)
         self.info = SessionInfo(
             session_id=self.session_id,
             job_id=job_id,
@@ -249,6 +262,31 @@ class Session:
         )
         self.save_record(walltime_end=walltime_end(status.time_left_s))
         return self.info
+
+    def _tunnel_to(self, endpoint: Endpoint, watch: Watch) -> int:
+        """The tunnel to ``endpoint``, once the app answers through it; returns the port."""
+        if self.tunnel is not None:
+            self.tunnel.stop_quietly()
+        if endpoint.socket is None and self.app.exposed_on_tcp:
+            self._notice(f"note: {self.app.title} listens on 127.0.0.1:{endpoint.port} on "
+                         f"{endpoint.host} without a password: other users with a job on that "
+                         "node can reach it")  # fmt: skip
+        tunnel = self.tunnel = self._new_tunnel(endpoint.host, endpoint.remote)
+        check = while_starting(watch) if endpoint.socket else None
+
+        def attempt() -> int:
+            try:
+                return tunnel.open_on_a_port(self.req.local_port, check=check,
+                                             reach_timeout_s=watch.left_s())  # fmt: skip
+            except TunnelError as exc:
+                # Just after the job starts, the node may still refuse us (its prolog runs):
+                # try again while the job runs, until the start's deadline.
+                tunnel.stop_quietly()
+                watch.ask()  # a job that ended raises JobFailed here
+                raise NotReady(exc.message) from exc
+
+        return wait_until(attempt, timeout_s=watch.left_s(), what="the tunnel to the node",
+                          interval_s=0.5, max_interval_s=2.0, jitter_s=0.2)  # fmt: skip
 
     def reattach(self) -> SessionInfo:
         """Re-open the tunnel of a running job from its record (same port if it is free)."""

@@ -1,10 +1,28 @@
-"""Starting a session: waiting for the job to run and for its app to say where it listens."""
+"""Starting a session: waiting for the job to run, then for its app to be ready.
+
+Two ways, by where the app listens:
+
+* **On the private socket** (the usual case): the socket's directory is named
+  on the laptop (unguessable to other users) and written into the job script,
+  so the tunnel can be opened as soon as the scheduler says the job runs on
+  node N, while the app is still starting; readiness is the app answering
+  through it. Nothing the node writes is read through the login host on this
+  path, so a cached shared home (NFS) cannot delay it.
+* **On a loopback port** (``--tcp``, an app that fell back to one): the port is
+  chosen on the node, so its ``endpoint`` file is read from the session
+  directory first.
+
+A job that ends before its app is ready is reported with its reason and the
+end of its log, read only once the scheduler says it ended (a name looked up
+before it exists would be cached as missing).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import CommandTimeout, JobFailed, SchedulerError
@@ -15,92 +33,148 @@ from .model import Endpoint
 if TYPE_CHECKING:
     from .lifecycle import Session
 
-RUNNING_CHECK_S = 3.0  # while a running job's app starts: how often the scheduler is asked
+RUNNING_CHECK_S = 2.0  # while a running job's app starts: how often the scheduler is asked
+ENDPOINT_FIRST_S = 8.0  # the endpoint file (a fallback to a port) is first read after this...
+ENDPOINT_CHECK_S = 3.0  # ... then this often (never sooner: a missing name may get cached)
 TRANSIENT_FAILURES = 5  # scheduler errors in a row during the start before it gives up
 EAGER_PENDING_S = 60.0  # a pending job is asked about often for this long (it may start soon)...
 PATIENT_QUERY_S = 30.0  # ...then at most this often, while its endpoint file is looked at
+_HINT = "the cluster may be busy: raise --timeout, or ask for fewer resources"
 
 
-def wait_for_endpoint(session: Session, job_id: str) -> tuple[JobStatus, Endpoint]:
-    """Wait for the job to run, then for its app to publish where it listens.
+class Fallback(Exception):
+    """The app fell back from the socket to a loopback port: re-open the tunnel there."""
 
-    While the job waits in the queue, the scheduler is asked with a backoff
-    up to 3 s for the first minute, then only every 30 s (sites limit how
-    often users query the controller); in between, the session directory is
-    looked at for the endpoint, so a job that starts is still noticed within
-    seconds. Once it runs, the endpoint file is read about every 0.2-1 s
-    (the app is moments away) and the scheduler is asked only every few
-    seconds, to notice a job that died meanwhile. A failed question (a busy
-    controller, a slow network) is asked again; only several in a row end
-    the start, so a job that queued for hours is not lost to one hiccup.
-    """
-    last_line = ""
-    failures = 0
-    deadline = time.monotonic() + session.req.start_timeout_s
+    def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__(endpoint.remote)
+        self.endpoint = endpoint
 
-    def ask() -> JobStatus:
-        """The scheduler's view, as a progress line; a job or app that failed raises JobFailed."""
-        nonlocal last_line, failures
+
+class Watch:
+    """The scheduler's view of a starting job, asked politely; failures become JobFailed."""
+
+    def __init__(self, session: Session, job_id: str) -> None:
+        self.session = session
+        self.job_id = job_id
+        self.last_line = ""
+        self.failures = 0
+        self.deadline = time.monotonic() + session.req.start_timeout_s
+
+    def left_s(self) -> float:
+        return max(1.0, self.deadline - time.monotonic())
+
+    def ask(self) -> JobStatus:
+        """The scheduler's view, as a progress line; a job that ended raises JobFailed."""
+        session, job_id = self.session, self.job_id
         try:
             status = session.scheduler.status_of(job_id)
         except (SchedulerError, CommandTimeout) as exc:
-            failures += 1
-            if failures >= TRANSIENT_FAILURES:
+            self.failures += 1
+            if self.failures >= TRANSIENT_FAILURES:
                 raise
             session._notice(f"could not ask about job {job_id} (will retry): {exc.message}")
             raise NotReady(exc.message) from exc
-        failures = 0
+        self.failures = 0
         line = f"job {job_id}: {status.describe()}"
-        if line != last_line:
-            last_line = line
+        if line != self.last_line:
+            self.last_line = line
             if status.state == JobState.PENDING:  # one estimate per change of reason
                 with contextlib.suppress(SchedulerError, CommandTimeout):
                     estimate = session.scheduler.start_estimate(job_id)
                     if estimate:
                         line += f", expected to start {estimate}"
             session._say(line)
-        error = session.remote.error() if status.state != JobState.PENDING else None
-        if error or status.state.finished:
-            tail = session.remote.log_tail()
-            reason = (error or "").strip() or f"the job ended ({status.state.value})"
-            raise JobFailed(
-                job_id,
-                status.state.value,
-                message=f"job {job_id} failed before the app was ready: {reason}"
-                + (f"\n--- end of the job log ---\n{tail}" if tail else ""),
-                hint="fix the cause above and run the command again",
-            )
+        if status.state.finished:
+            raise self.failed(status)
         return status
 
+    def failed(self, status: JobStatus) -> JobFailed:
+        """The job ended before its app was ready: why (its ``error`` file), and its log."""
+        remote = self.session.remote
+        error = remote.error()  # looked up only now that it exists, if ever
+        tail = remote.log_tail()
+        reason = (error or "").strip() or f"the job ended ({status.state.value})"
+        return JobFailed(
+            self.job_id,
+            status.state.value,
+            message=f"job {self.job_id} failed before the app was ready: {reason}"
+            + (f"\n--- end of the job log ---\n{tail}" if tail else ""),
+            hint="fix the cause above and run the command again",
+        )
+
+
+def wait_running(watch: Watch) -> JobStatus:
+    """Until the job runs. Polite while it waits in the queue: the scheduler is asked with a
+    backoff up to 3 s for the first minute, then only every 30 s (sites limit how often users
+    ask); in between, the endpoint file is looked at, so a start is still seen within seconds.
+    A failed question is asked again; only several in a row end the start."""
     started = time.monotonic()
     last_query = -math.inf
+    session = watch.session
 
     def runs() -> JobStatus:
         nonlocal last_query
         now = time.monotonic()
         patient = now - started >= EAGER_PENDING_S
         if patient and now - last_query < PATIENT_QUERY_S and session.remote.endpoint() is None:
-            raise NotReady(last_line)
+            raise NotReady(watch.last_line)
         last_query = now
-        status = ask()
+        status = watch.ask()
         if status.state != JobState.RUNNING:
-            raise NotReady(last_line)
+            raise NotReady(watch.last_line)
         return status
 
-    hint = "the cluster may be busy: raise --timeout, or ask for fewer resources"
-    what = f"job {job_id} to start the app"
-    status = wait_until(runs, timeout_s=session.req.start_timeout_s, what=what,
-                        interval_s=0.3, max_interval_s=3.0, hint=hint)  # fmt: skip
+    return wait_until(runs, timeout_s=session.req.start_timeout_s, what=_what(watch),
+                      interval_s=0.3, max_interval_s=3.0, hint=_HINT)  # fmt: skip
+
+
+def wait_published(watch: Watch, status: JobStatus) -> tuple[JobStatus, Endpoint]:
+    """Until the running job's app publishes its endpoint (read about every 0.2-1 s; the
+    scheduler is asked every few seconds, to notice a job that died meanwhile)."""
     asked = time.monotonic()
 
     def published() -> tuple[JobStatus, Endpoint]:
         nonlocal status, asked
         if time.monotonic() - asked >= RUNNING_CHECK_S:
-            status, asked = ask(), time.monotonic()
-        endpoint = session.remote.endpoint()
+            status, asked = watch.ask(), time.monotonic()
+        endpoint = watch.session.remote.endpoint()
         if endpoint is not None:
             return status, endpoint
-        raise NotReady(f"job {job_id} runs; its app has not published its endpoint yet")
+        raise NotReady(f"job {watch.job_id} runs; its app has not published its endpoint yet")
 
-    return wait_until(published, timeout_s=max(1.0, deadline - time.monotonic()),
-                      what=what, interval_s=0.2, max_interval_s=1.0, hint=hint)  # fmt: skip
+    return wait_until(published, timeout_s=watch.left_s(), what=_what(watch),
+                      interval_s=0.2, max_interval_s=1.0, hint=_HINT)  # fmt: skip
+
+
+def while_starting(watch: Watch) -> Callable[[], None]:
+    """A check for the tunnel's readiness loop: the job still runs, the app did not fall back.
+
+    Raises JobFailed (the job ended) or :class:`Fallback` (the endpoint says a port).
+    """
+    asked = time.monotonic()
+    looked = asked + ENDPOINT_FIRST_S - ENDPOINT_CHECK_S
+
+    def check() -> None:
+        nonlocal asked, looked
+        now = time.monotonic()
+        if now - asked >= RUNNING_CHECK_S:
+            asked = now
+            with contextlib.suppress(NotReady):  # a failed question: asked again later
+                watch.ask()
+        if now - looked >= ENDPOINT_CHECK_S:
+            looked = now
+            endpoint = watch.session.remote.endpoint()
+            if endpoint is not None and endpoint.socket is None:
+                raise Fallback(endpoint)
+
+    return check
+
+
+def _what(watch: Watch) -> str:
+    return f"job {watch.job_id} to start the app"
+
+
+def wait_for_endpoint(session: Session, job_id: str) -> tuple[JobStatus, Endpoint]:
+    """Wait for the job to run, then for its app to publish where it listens."""
+    watch = Watch(session, job_id)
+    return wait_published(watch, wait_running(watch))

@@ -151,7 +151,14 @@ class Tunnel:
         if proc is not None:
             proc.stop(timeout_s=timeout_s)
 
-    def open_on_a_port(self, requested: int | None, *, prefer: int | None = None) -> int:
+    def open_on_a_port(
+        self,
+        requested: int | None,
+        *,
+        prefer: int | None = None,
+        reach_timeout_s: float = 60,
+        check: Callable[[], None] | None = None,
+    ) -> int:
         """Open on ``requested``, else on ``prefer``, the app's preferred port or any free one.
 
         Without ``requested``, a port another program takes between the check
@@ -166,7 +173,7 @@ class Tunnel:
                 port = choose_local_port(requested, preferred=self.app.preferred_port,
                                          avoid=taken)  # fmt: skip
             try:
-                self.open(port)
+                self.open(port, reach_timeout_s=reach_timeout_s, check=check)
             except PortInUse:
                 self.proc = None  # its ssh has exited
                 taken.append(port)
@@ -177,8 +184,13 @@ class Tunnel:
             self._say(f"tunnel open on 127.0.0.1:{port}")
             return port
 
-    def open(self, port: int, *, reach_timeout_s: float = 60) -> None:
-        """Start the forward on ``port`` and wait until the app answers through it."""
+    def open(
+        self, port: int, *, reach_timeout_s: float = 60, check: Callable[[], None] | None = None
+    ) -> None:
+        """Start the forward on ``port`` and wait until the app answers through it.
+
+        ``check`` runs at every try (it may raise to end the wait: the job ended ...).
+        """
         log = self.log_path
         offset = log.stat().st_size if log.exists() else 0  # this attempt's lines start here
         with sigint_deferred():  # never leave a forward running that stop() does not know
@@ -188,15 +200,23 @@ class Tunnel:
             # Recorded so that whoever cleans up after a hard kill can end it by PID.
             (self.local_dir / "tunnel.pid").write_text(f"{proc.pid} {proc.start_ticks}\n")
         self.port = port
-        self._wait_reachable(proc, port, reach_timeout_s, log_offset=offset)
+        self._wait_reachable(proc, port, reach_timeout_s, log_offset=offset, check=check)
 
     def _wait_reachable(
-        self, proc: ProcessRef, port: int, timeout_s: float, *, log_offset: int
+        self,
+        proc: ProcessRef,
+        port: int,
+        timeout_s: float,
+        *,
+        log_offset: int,
+        check: Callable[[], None] | None,
     ) -> None:
         path = self.app.ready_path
         headers = self.app.auth_headers(self.token)
 
         def probe() -> bool:
+            if check is not None:
+                check()
             if not proc.alive():
                 with open(self.log_path, "rb") as f:
                     f.seek(log_offset)
@@ -220,9 +240,8 @@ class Tunnel:
                 return True
             raise NotReady(f"HTTP {code} from {path}")
 
-        wait_until(
-            probe, timeout_s=timeout_s, what="the app to answer through the tunnel", interval_s=0.05
-        )
+        wait_until(probe, timeout_s=timeout_s, what="the app to answer through the tunnel",
+                   interval_s=0.05, max_interval_s=0.25)  # fmt: skip
 
     def answers(self, timeout_s: float) -> bool:
         """Whether the app answers through the tunnel at all (any HTTP status will do)."""

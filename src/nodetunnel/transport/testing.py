@@ -95,7 +95,15 @@ class FakeTransport:
         env = {**os.environ, "HOME": str(self.home)}
         return run(argv, input=input, timeout_s=timeout_s, check=check, env=env)
 
-    __call__ = run
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        timeout_s: float = 60,
+        check: bool = True,
+    ) -> Completed:
+        return self.run(argv, input=input, timeout_s=timeout_s, check=check)  # a test may wrap run
 
     def attached_argv(self, argv: Sequence[str]) -> list[str]:
         return ["env", f"HOME={self.home}", *argv]
