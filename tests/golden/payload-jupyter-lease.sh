@@ -54,10 +54,14 @@ echo 1800 > "$NT_SESSION_DIR/lease"
 mv -f "$NT_SESSION_DIR/endpoint.tmp" "$NT_SESSION_DIR/endpoint"
 NT_LEASE_S=1800
 # The laptop rewrites the heartbeat while it keeps the session; the job ends without it.
+# Its content is read (an open gets it fresh even from a caching shared home); a read
+# that finds nothing readable keeps the last good time, so only a lease without any
+# check-in ends the job.
+NT_LAST=$(date +%s)
 ( while sleep 30; do
     kill -0 "$NT_PID" 2>/dev/null || exit 0
-    NT_LAST=$(cat "$NT_SESSION_DIR/heartbeat" 2>/dev/null) || NT_LAST=0
-    case "$NT_LAST" in ""|*[!0-9]*) NT_LAST=0 ;; esac
+    NT_SEEN=$(cat "$NT_SESSION_DIR/heartbeat" 2>/dev/null) || NT_SEEN=""
+    case "$NT_SEEN" in ""|*[!0-9]*) ;; *) NT_LAST=$NT_SEEN ;; esac
     if [ $(( $(date +%s) - NT_LAST )) -gt "$NT_LEASE_S" ]; then
         printf 'nodetunnel: %s\n' 'no nodetunnel has kept this session for 1800 s: the lease expired; ending the job' >&2
         printf '%s\n' 'no nodetunnel has kept this session for 1800 s: the lease expired' > "$NT_SESSION_DIR/ended"

@@ -753,3 +753,25 @@ def test_run_lease_ends_the_job_once_the_heartbeat_stops(runner: Runner) -> None
     assert "the lease expired" in run.output()
     assert "the lease expired" in (run.session / "ended").read_text()
     assert json.loads(calls.read_text().splitlines()[0]) == ["4242"]
+
+
+def test_run_lease_is_not_ended_by_an_unreadable_heartbeat_between_check_ins(
+    runner: Runner,
+) -> None:
+    # A shared home can show a file half-written, or empty, at the moment the job looks: that is
+    # no missed check-in. Only a lease's worth of time without a good one ends the job.
+    runner.install_jupyter(runner.fakebin)
+    _executable(runner.fakebin / "scancel", "#!/bin/sh\nexit 1\n")
+    run = runner.start(Environment(), lease_s=2)
+    run.wait_endpoint()
+    heartbeat = run.session / "heartbeat"
+    kept_until = time.monotonic() + 5
+    good = True
+    while time.monotonic() < kept_until:
+        heartbeat.write_text(f"{int(time.time())}\n" if good else "")
+        good = not good
+        assert run.proc.poll() is None, run.output()
+        time.sleep(0.4)
+    heartbeat.write_text("garbage\n")  # nothing readable from now on: the lease runs out
+    assert run.wait_exit(timeout_s=10) != 0
+    assert "the lease expired" in run.output()
