@@ -310,8 +310,10 @@ def test_ssh_config_entry_reaches_the_allocated_node_and_goes_with_the_session(
         (include,) = [ln for ln in res.stderr.splitlines() if "Include " in ln]
         path = include.split("Include ", 1)[1].strip().strip('"')
         # What VS Code's Remote-SSH would run: ssh to the entry, which is the job's node only.
-        res = as_user(ALICE, ["ssh", "-F", path, "-o", "BatchMode=yes", name, "hostname"],
-                      timeout_s=60)  # fmt: skip
+        # (host keys as this user knows them: the sandbox keeps them in its own file)
+        known = f"UserKnownHostsFile={sandbox.paths.known_hosts}"
+        res = as_user(ALICE, ["ssh", "-F", path, "-o", "BatchMode=yes", "-o", known, name,
+                              "hostname"], timeout_s=60)  # fmt: skip
         assert res.returncode == 0, res.stderr
         assert res.stdout.strip() == info["node"]
     finally:

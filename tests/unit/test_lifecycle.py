@@ -531,10 +531,8 @@ def test_ssh_entries_name_only_the_node_and_go_with_their_session(
     path, name = sshhosts.add(store, record)
     assert name == "nodetunnel-nt-0000000a"
     text = path.read_text()
-    assert (
-        "Host nodetunnel-nt-0000000a\n    HostName gpu-17\n    ProxyJump jdoe@login,jdoe@gw\n"
-        in text
-    )
+    assert "Host nodetunnel-nt-0000000a\n    HostName gpu-17\n    HostKeyAlias gpu-17\n" in text
+    assert "    ProxyJump jdoe@login,jdoe@gw\n" in text
     assert 'Include "/etc/site ssh config"' in text
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sshhosts.include_line(path) == f'Include "{path}"'

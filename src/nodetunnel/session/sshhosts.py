@@ -47,6 +47,8 @@ def render(records: Sequence[SessionRecord]) -> str:
             continue
         hops = ",".join(f"{record.user}@{h}" if record.user else h for h in record.jump)
         lines += ["", f"Host {alias(record)}", f"    HostName {record.node}",
+                  # The node's key under its own name, shared with plain ssh to it.
+                  f"    HostKeyAlias {record.node}",
                   f"    ProxyJump {hops}"]  # fmt: skip
         if record.user:
             lines.append(f"    User {record.user}")
