@@ -246,3 +246,14 @@ def test_dry_run_imports_and_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert result.exit_code == 0, result.output
     assert "sbatch --parsable" in result.output
     assert sys.modules["fcntl"] is None  # still masked: nothing needed it
+
+
+def test_the_mini_cluster_says_in_one_line_that_it_needs_linux(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nodetunnel.errors import PrerequisiteError
+    from nodetunnel.sandbox.prereqs import check_prerequisites
+
+    with pytest.raises(PrerequisiteError) as err:
+        check_prerequisites()
+    assert "Linux" in err.value.message

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from ..errors import PrerequisiteError
@@ -57,12 +58,12 @@ def cgroup_dir(hier: str, *parts: str) -> Path:
 
 def check_prerequisites(*, need_root: bool = True) -> None:
     """Raise :class:`PrerequisiteError` with the fix if this machine cannot run the sandbox."""
-    if not Path("/proc/self/ns/net").exists():
+    if not sys.platform.startswith("linux") or not Path("/proc/self/ns/net").exists():
         raise PrerequisiteError(
             "the sandbox needs Linux network namespaces, which this system does not have",
             hint="run it on a Linux machine (Debian or Ubuntu)",
         )
-    if need_root and os.geteuid() != 0:
+    if need_root and getattr(os, "geteuid", lambda: -1)() != 0:
         raise PrerequisiteError(
             "the sandbox must run as root (it creates network namespaces, users and daemons)",
             hint="run it with sudo, e.g. sudo nodetunnel sandbox up",
