@@ -36,10 +36,11 @@ _debug = False  # --debug: tracebacks, and the commands run (read by the command
 def cli(debug: bool) -> None:
     """Open web apps running on SLURM compute nodes in your laptop's browser.
 
-    nodetunnel submits a batch job that starts the app (JupyterLab today)
-    on a compute node, listening privately, then forwards it to 127.0.0.1 on
-    your laptop through your own OpenSSH setup (~/.ssh/config, agent,
-    ProxyJump, MFA) and keeps the tunnel healthy.
+    nodetunnel submits a batch job that starts the app (JupyterLab,
+    Notebook, Streamlit, Dash, TensorBoard, or any command: see 'nodetunnel
+    apps') on a compute node, listening privately, then forwards it to
+    127.0.0.1 on your laptop through your own OpenSSH setup (~/.ssh/config,
+    agent, ProxyJump, MFA) and keeps the tunnel healthy.
 
     \b
     Try it without a cluster (Linux, as root):
