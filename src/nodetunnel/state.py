@@ -84,7 +84,6 @@ class SessionRecord:
     scheduler: str = "slurm"  # the backend that runs the job (older records: SLURM)
     connect_timeout_s: int | None = None  # the profile's, if it set one
     multiplex: bool | None = None  # None (older records): the platform's default
-    ssh_entry: bool = False  # 'nodetunnel ssh-config ID' wrote a Host entry for its node
 
     def to_json(self) -> dict[str, Any]:
         return {"version": RECORD_VERSION, **dataclasses.asdict(self)}

@@ -35,8 +35,10 @@ if [ "$NT_USE_SOCKET" = 1 ]; then
     nt_socket_ready() { [ -S "$NT_SOCK" ]; }
     if nt_wait nt_socket_ready or-return; then
         printf 'socket=%s\nhost=%s\n' "$NT_SOCK" "$NT_NODE" > "$NT_SESSION_DIR/endpoint.tmp"
+    elif { jupyter server --version 2>/dev/null | awk -F. 'NR == 1 { ok = ($1 > 1 || ($1 == 1 && $2 >= 9)) } END { exit !ok }'; }; then
+        nt_fail "the app exited before listening; see the job log"
     else
-        echo 'nodetunnel: the app exited before listening on a Unix socket; trying 127.0.0.1' >&2
+        echo 'nodetunnel: this version cannot listen on a Unix socket; using 127.0.0.1' >&2
         NT_USE_SOCKET=0
     fi
 fi

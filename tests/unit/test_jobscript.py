@@ -651,16 +651,12 @@ def test_run_app_exits_before_listening(runner: Runner) -> None:
     assert run.wait_exit() == 1, run.output()
     assert "exited before listening" in run.error()
     assert not (run.session / "endpoint").exists()
-    # First on the socket; then, as an old version would need, once more on a port.
-    starts = [
-        json.loads(line) for line in (runner.home / "jupyter.json.all").read_text().splitlines()
-    ]
-    assert len(starts) == 2
-    assert "trying 127.0.0.1" in run.output()
-    rec = starts[0]
+    # On the socket only: a version that has --sock gets no second start on a port.
+    starts = (runner.home / "jupyter.json.all").read_text().splitlines()
+    assert len(starts) == 1
+    rec = json.loads(starts[0])
     assert rec is not None  # it did start, with the token file and not the token
     assert not rec["token_in_argv"]
-    assert not starts[1]["token_in_argv"]
     sock_dir = Path(rec["argv"][-1].removeprefix("--sock=")).parent
     assert SOCKET_RE.match(f"{sock_dir}/s")
     assert not sock_dir.exists()  # the EXIT trap removed it
@@ -709,7 +705,7 @@ def test_run_tcp_when_jupyter_server_is_too_old_for_sockets(runner: Runner) -> N
     runner.install_jupyter(runner.fakebin, server_version="1.8.0")
     run = runner.start(Environment())
     _check_tcp_then_stop(run)
-    assert "exited before listening on a Unix socket; trying 127.0.0.1" in run.output()
+    assert "cannot listen on a Unix socket" in run.output()
 
 
 @pytest.mark.parametrize("version", ["1.9.0", "1.13.5", "2.0.0", "10.1"])
@@ -762,7 +758,7 @@ def test_run_lease_is_not_ended_by_an_unreadable_heartbeat_between_check_ins(
     # no missed check-in. Only a lease's worth of time without a good one ends the job.
     runner.install_jupyter(runner.fakebin)
     _executable(runner.fakebin / "scancel", "#!/bin/sh\nexit 1\n")
-    run = runner.start(Environment(), lease_s=2)
+    run = runner.start(Environment(), lease_s=4)
     run.wait_endpoint()
     heartbeat = run.session / "heartbeat"
     kept_until = time.monotonic() + 5
@@ -771,7 +767,7 @@ def test_run_lease_is_not_ended_by_an_unreadable_heartbeat_between_check_ins(
         heartbeat.write_text(f"{int(time.time())}\n" if good else "")
         good = not good
         assert run.proc.poll() is None, run.output()
-        time.sleep(0.4)
+        time.sleep(0.3)
     heartbeat.write_text("garbage\n")  # nothing readable from now on: the lease runs out
-    assert run.wait_exit(timeout_s=10) != 0
+    assert run.wait_exit(timeout_s=20) != 0
     assert "the lease expired" in run.output()

@@ -99,6 +99,7 @@ def test_start_pending_running_ready_then_close_cancels(runtime: Path, home: Pat
         # The socket's directory was named here, unguessable, and given to the job's script.
         assert re.fullmatch(r"/tmp/nt\.[0-9a-f]{16}/s", info.remote)
         assert f"NT_RUN={info.remote[:-2]}\n" in fake.jobs[job_id].script
+        assert transport.forwards == [("node1", info.local_port, info.remote)]
         assert info.url == f"http://127.0.0.1:{info.local_port}/lab?token={session.token}"
         assert session.tunnel is not None
         assert session.tunnel.alive()
@@ -536,6 +537,11 @@ def test_ssh_entries_name_only_the_node_and_go_with_their_session(
     assert 'Include "/etc/site ssh config"' in text
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sshhosts.include_line(path) == f'Include "{path}"'
+    assert "Match host nodetunnel-nt-0000000a,login,gw\n" in text  # the extras apply only there
+    # A keeper rewriting the session's record (a reconnect) keeps the entry.
+    store.save(SessionRecord(session_id="nt-0000000a", app="jupyter", job_id=job, node="gpu-17",
+                             jump=["login", "gw"], user="jdoe", cluster="fake", reconnects=1))  # fmt: skip
+    assert "Host nodetunnel-nt-0000000a" in (sshhosts.sync(store) or path).read_text()
     stop_sessions(store, store.all(), connect=connector(transport, fake))  # type: ignore[arg-type]
     assert "Host nodetunnel-" not in path.read_text()  # gone with the session
 
@@ -567,7 +573,9 @@ def test_an_app_that_falls_back_to_a_port_is_reached_there(
         return done
 
     transport.run = run  # type: ignore[method-assign,assignment]
+    notices: list[str] = []
+    session._notice = notices.append
     with session:
         info = session.start()
         assert info.remote == "127.0.0.1:43210"
-    assert "the app listens on a port of node1 instead of a socket" in said(session)
+    assert any("cannot listen on a Unix socket" in n and "127.0.0.1:43210" in n for n in notices)

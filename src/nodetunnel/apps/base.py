@@ -92,9 +92,10 @@ class App:
     program: str  # must be on PATH after environment activation
     launch: tuple[Template, ...]
     launch_tcp: tuple[Template, ...]
-    listen: str = "either"  # "socket", "tcp" or "either" (socket unless --tcp or socket_check)
+    listen: str = "either"  # "socket", "tcp" or "either" (socket; a port with --tcp or for
+    # an old version, see socket_check)
     exports_endpoint: bool = False  # NT_SOCKET / NT_PORT in the app's environment
-    socket_check: str = "true"
+    socket_check: str = "false"  # true: the version can listen on a socket (no fallback)
     env: tuple[tuple[str, ShellVar], ...] = ()  # exported before launch
     auth: Auth = NO_AUTH
     ready_path: str = "/"
@@ -109,7 +110,13 @@ class App:
     details: str = ""  # a paragraph for --help: how this app is made private
 
     def bind(self, values: dict[str, object]) -> App:
-        """This recipe with its :class:`Slot` words filled from the command line's values."""
+        """This recipe with its :class:`Slot` words filled from the command line's values.
+
+        A required parameter without a value is a :class:`ValueError` (the CLI asks for it).
+        """
+        missing = [p.name for p in self.params if p.required and values.get(p.name) in (None, ())]
+        if missing:
+            raise ValueError(f"{self.name}: no value for {', '.join(missing)}")
 
         def fill(words: tuple[Template, ...]) -> tuple[Word, ...]:
             out: list[Word] = []

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from .base import App, Auth, ShellVar
 
+# --sock exists from jupyter_server 1.9 on (asked only if a start on the socket failed).
+_SOCKET_CHECK = (
+    "jupyter server --version 2>/dev/null | "
+    "awk -F. 'NR == 1 { ok = ($1 > 1 || ($1 == 1 && $2 >= 9)) } END { exit !ok }'"
+)
+
 
 def _jupyter(name: str, subcommand: str, title: str, url_path: str, package: str) -> App:
     return App(
@@ -28,8 +34,9 @@ def _jupyter(name: str, subcommand: str, title: str, url_path: str, package: str
             ShellVar("NT_PORT", prefix="--port="),
             "--ServerApp.port_retries=0",
         ),
-        # Before jupyter_server 1.9 there is no --sock: the job then falls back to a port
-        # (no version probe first: it would cost a Python start on every launch).
+        # Before jupyter_server 1.9 there is no --sock: only a start on the socket that fails
+        # asks for the version (a Python start), then falls back to a port.
+        socket_check=_SOCKET_CHECK,
         # The token never appears in argv (world-readable in ps): Jupyter reads it from this file.
         env=(("JUPYTER_TOKEN_FILE", ShellVar("NT_TOKEN_FILE")),),
         auth=Auth(header="Authorization", header_value="token {token}", query="token"),

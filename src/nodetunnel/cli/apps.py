@@ -135,8 +135,10 @@ def _help(app: App) -> str:
 
 def _param(param: Param) -> Callable[[Any], Any]:
     if param.is_option:
-        return click.option(*param.decls, param.name, help=param.help, default=param.default,
-                            required=param.required, show_default=param.default is not None)  # fmt: skip
+        extra: dict[str, Any] = {} if param.default is None else {"default": param.default,
+                                                                  "show_default": True}  # fmt: skip
+        return click.option(*param.decls, param.name, help=param.help, required=param.required,
+                            **extra)  # fmt: skip
     return click.argument(param.name, metavar=param.decls[0], nargs=-1 if param.many else 1,
                           required=param.required, type=click.UNPROCESSED if param.many else None)  # fmt: skip
 

@@ -126,9 +126,10 @@ def render_body(
     # Only now: activation scripts (conda, venv, modules, --setup) often read unset variables.
     lines.append("set -u")
     prog = shlex.quote(app.program)
-    not_found = f"{app.program} not found on PATH on $(hostname): {app.install_hint}"
+    not_found = (_dq(f"{app.program} not found on PATH on ") + "$(hostname)"
+                 + _dq(f": {app.install_hint}"))  # fmt: skip
     lines += [
-        f'command -v {prog} >/dev/null 2>&1 || nt_fail "{_dq(not_found)}"',
+        f'command -v {prog} >/dev/null 2>&1 || nt_fail "{not_found}"',
         *_private_dir(socket_dir),
         'NT_SOCK="$NT_RUN/s"',
         'NT_PID=""',
@@ -156,7 +157,6 @@ def render_body(
         # The scheduler's name for the node (the laptop checks it against the job's node list).
         f"NT_NODE={scheduler.NODE_NAME_SHELL}",
         f"NT_USE_SOCKET={0 if tcp or app.listen == 'tcp' else 1}",
-        *_socket_check(app),
         'if [ "$NT_USE_SOCKET" = 1 ]; then',
         f'    [ "${{#NT_SOCK}}" -le {MAX_SOCKET_PATH} ] || '
         'nt_fail "socket path $NT_SOCK is too long for a Unix socket"',
@@ -198,29 +198,21 @@ def _private_dir(socket_dir: str | None) -> list[str]:
             'mkdir -m 700 "$NT_RUN" || nt_fail "cannot create the private directory $NT_RUN"']  # fmt: skip
 
 
-def _socket_check(app: App) -> list[str]:
-    if app.socket_check == "true":
-        return []
-    return [
-        f'if [ "$NT_USE_SOCKET" = 1 ] && ! {{ {app.socket_check}; }}; then',
-        "    echo 'nodetunnel: this version cannot listen on a Unix socket; using 127.0.0.1' >&2",
-        "    NT_USE_SOCKET=0",
-        "fi",
-    ]
-
-
 def _socket_wait(app: App) -> list[str]:
-    """Wait for the socket; an app that can also listen on a port gets a second chance there
-    if it exits first (an old version without socket support): no version probe beforehand."""
+    """Wait for the socket. An app that can also listen on a port gets a second start there
+    only if it exits first *and* its version cannot listen on a socket (asked only then: no
+    version probe on the way to a working app); any other failure is reported as it is."""
     if app.listen != "either":
         return ["    nt_wait nt_socket_ready",
                 "    " + remote.job_write_endpoint("socket", "NT_SOCK", "NT_NODE")]  # fmt: skip
     return [
         "    if nt_wait nt_socket_ready or-return; then",
         "        " + remote.job_write_endpoint("socket", "NT_SOCK", "NT_NODE"),
+        f"    elif {{ {app.socket_check}; }}; then",
+        '        nt_fail "the app exited before listening; see the job log"',
         "    else",
-        "        echo 'nodetunnel: the app exited before listening on a Unix socket; "
-        "trying 127.0.0.1' >&2",
+        "        echo 'nodetunnel: this version cannot listen on a Unix socket; "
+        "using 127.0.0.1' >&2",
         "        NT_USE_SOCKET=0",
         "    fi",
     ]
@@ -244,8 +236,10 @@ def _launcher_lines(name: str) -> list[str]:
 
 
 def _dq(text: str) -> str:
-    """Escape for inside double quotes (the text is ours, not the user's)."""
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`")
+    """Escape for inside double quotes: no expansion of anything in ``text``."""
+    for ch in ("\\", '"', "`", "$"):
+        text = text.replace(ch, "\\" + ch)
+    return text
 
 
 lease_check_interval_s = remote.lease_check_interval_s

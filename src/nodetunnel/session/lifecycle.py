@@ -134,6 +134,10 @@ class Session:
     ) -> None:
         try:
             self.close()
+        except KeyboardInterrupt:
+            if exc is None:  # held during the clean-up: the user still wants out
+                raise
+            # An error is already on its way out: it says why, not "interrupted".
         except NodetunnelError as cleanup:
             if exc is None:
                 raise
@@ -195,17 +199,20 @@ class Session:
         req = self.req
         if req.local_port is not None:
             choose_local_port(req.local_port)  # a taken --port fails before anything is submitted
+        # A value that cannot go into the job script fails here, before any connection.
+        on_socket = not req.tcp and self.app.listen != "tcp"
+        socket_dir = f"/tmp/nt.{secrets.token_hex(8)}" if on_socket else None
+        render_body(req.app, req.env, "/HOME/x", scheduler=type(self.scheduler), tcp=req.tcp,
+                    lease_s=req.lease_s, socket_dir=socket_dir)  # fmt: skip
         self._connect()
         self._say(f"connecting to {self.transport.chain}")
         remote_user = self.remote.create(self.token, where=self.transport.submit_host)
         job = dataclasses.replace(req.job, output=f"{self.session_dir}/{JOB_LOG}")
-        # On the socket, the app's directory on the node is named here: the tunnel can then
-        # be opened as soon as the job runs, without reading anything through the login host.
-        on_socket = not req.tcp and self.app.listen != "tcp"
-        socket_dir = f"/tmp/nt.{secrets.token_hex(8)}" if on_socket else None
-        self._submitted = True
+        # On the socket, the app's directory on the node is named here (socket_dir): the tunnel
+        # can then be opened as soon as the job runs, reading nothing through the login host.
         body = render_body(req.app, req.env, self.session_dir, scheduler=type(self.scheduler),
                            tcp=req.tcp, lease_s=req.lease_s, socket_dir=socket_dir)  # fmt: skip
+        self._submitted = True  # from here on the job may exist (sbatch's answer may be lost)
         job_id = self.job_id = self.scheduler.submit_job(job, body)
         self._say(f"submitted job {job_id}")
 
@@ -243,7 +250,9 @@ class Session:
                                 message=f"job {job_id} reports node {endpoint.host!r}, not {node}",
                                 hint="nodetunnel only connects to nodes the scheduler gave the "
                                 "job; please report this") from None  # fmt: skip
-            self._say(f"the app listens on a port of {node} instead of a socket")
+            self._notice(f"note: {self.app.title} on {node} cannot listen on a Unix socket (an "
+                         f"old version?): it listens on 127.0.0.1:{endpoint.port} there, which "
+                         "other users with a job on that node can reach")  # fmt: skip
             port = self._tunnel_to(endpoint, watch)
         if req.lease_s:  # the lease runs from now: check in right away
             from .keeper import beat_if_due
@@ -470,10 +479,10 @@ class Session:
         # --keep keeps a session whose app was ready; a start that failed, timed out or was
         # interrupted has nothing to come back to, so its job is cancelled all the same.
         keep = self.req.keep and not self.job_ended and self.info is not None
-        if self.req.keep and self.info is None and self._submitted:
-            self._notice("the app never became ready, so its job is cancelled (--keep keeps "
-                         "only a session that started)")  # fmt: skip
         with sigint_deferred(), self.transport.shielded():
+            if self.req.keep and self.info is None and self._submitted:
+                self._notice("the app never became ready, so its job is cancelled (--keep "
+                             "keeps only a session that started)")  # fmt: skip
             if self.tunnel is not None:
                 proc = self.tunnel.proc
                 try:

@@ -26,6 +26,28 @@ def managed_path(store: SessionStore) -> Path:
     return store.root.parent / "ssh_config"
 
 
+def _wanted_path(store: SessionStore) -> Path:
+    """The ids of the sessions that asked for an entry (kept apart from their records, so
+    that a keeper rewriting a record never drops an entry)."""
+    return store.root.parent / "ssh_config.sessions"
+
+
+def _wanted(store: SessionStore) -> list[str]:
+    try:
+        return [ln for ln in _wanted_path(store).read_text().split() if ln.startswith("nt-")]
+    except FileNotFoundError:
+        return []
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def alias(record: SessionRecord) -> str:
     return ALIAS_PREFIX + record.session_id
 
@@ -42,6 +64,7 @@ def render(records: Sequence[SessionRecord]) -> str:
         "# ('nodetunnel ssh-config ID'); rewritten when sessions end. Do not edit.",
     ]
     includes: list[str] = []
+    names: list[str] = []
     for record in records:
         if not record.node:
             continue
@@ -53,26 +76,27 @@ def render(records: Sequence[SessionRecord]) -> str:
         if record.user:
             lines.append(f"    User {record.user}")
         includes += [p for p in record.ssh_includes if p not in includes]
-    if includes:
-        lines += ["", "Match all"] + [f"    Include {_config_word(p, 'path')}" for p in includes]
+        names += [h for h in (alias(record), *record.jump) if h not in names]
+    if includes:  # the profile's extra config, for these entries and their jump hosts only
+        lines += ["", f"Match host {','.join(names)}"]
+        lines += [f"    Include {_config_word(p, 'path')}" for p in includes]
     return "\n".join(lines) + "\n"
 
 
 def sync(store: SessionStore) -> Path | None:
-    """Rewrite the managed file from the sessions that asked for an entry (atomic, 0600).
+    """Rewrite the managed file from the live sessions that asked for an entry (atomic, 0600).
 
     Returns its path, or None when there is nothing to write and no file to update.
     """
     path = managed_path(store)
-    records = [r for r in store.all() if r.ssh_entry]
-    if not records and not path.exists():
+    wanted = _wanted(store)
+    if not wanted and not path.exists():
         return None
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(render(records))
-    os.replace(tmp, path)
+    records = [r for r in store.all() if r.session_id in wanted]
+    _write_private(path, render(records))
+    live = [r.session_id for r in records]
+    if live != wanted:  # the ended sessions' wishes go with them
+        _write_private(_wanted_path(store), "".join(f"{sid}\n" for sid in live))
     return path
 
 
@@ -83,9 +107,12 @@ def add(store: SessionStore, record: SessionRecord) -> tuple[Path, str]:
             f"session {record.session_id} has no node yet",
             hint="try again once 'nodetunnel list' shows it RUNNING",
         )
-    if not record.ssh_entry:
-        record.ssh_entry = True
-        store.save(record)
+    wanted = _wanted(store)
+    if record.session_id not in wanted:
+        _write_private(_wanted_path(store), "".join(f"{s}\n" for s in [*wanted, record.session_id]))
     path = sync(store)
-    assert path is not None  # noqa: S101 - there is a record with an entry now
+    if path is None:  # pragma: no cover - there is a wanted, stored session now
+        raise UsageError(
+            f"session {record.session_id} is not known here", hint="see 'nodetunnel list'"
+        )
     return path, alias(record)

@@ -98,6 +98,16 @@ def sigint_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+def _refused_forward(log: Path, offset: int) -> bool:
+    """Whether ssh logged that the far side refuses the forward (not: the socket is missing)."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            return b"administratively prohibited" in f.read()
+    except OSError:
+        return False
+
+
 class Tunnel:
     """One forward to ``remote`` on ``node``, its log and PID file in ``local_dir``."""
 
@@ -230,6 +240,12 @@ class Tunnel:
                 raise TunnelError(
                     f"the SSH tunnel to the node exited: {last}",
                     hint="run again with --debug to see the ssh command, and try it by hand",
+                )
+            if self.remote.startswith("/") and _refused_forward(self.log_path, log_offset):
+                raise TunnelError(
+                    f"the node's sshd refuses to forward to a Unix socket ({self.node})",
+                    hint="the site forbids socket forwarding: run again with --tcp (the app then "
+                    "listens on a port of the node, protected by its token)",
                 )
             # The secret goes only to a listener proven to be this forward: another local
             # program may hold the port until ssh gives up on it.

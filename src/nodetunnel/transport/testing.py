@@ -43,6 +43,8 @@ class FakeTransport:
         self.adopted = False
         self.closed = 0
         self.shielded_runs = 0
+        #: Every forward asked for: (node, local port, what on the node).
+        self.forwards: list[tuple[str, int, str]] = []
         #: Set to make every command fail as an unreachable cluster does.
         self.unreachable = False
         home.mkdir(parents=True, exist_ok=True)
@@ -111,6 +113,7 @@ class FakeTransport:
     submit_argv = attached_argv
 
     def forward_argv(self, node: str, local_port: int, remote: str) -> list[str]:
+        self.forwards.append((node, local_port, remote))
         return [sys.executable, "-m", "nodetunnel.transport.testing", "--port", str(local_port),
                 "--status-file", str(self.status_file),
                 "--log", str(self.request_log)]  # fmt: skip
@@ -126,7 +129,8 @@ def serve(port: int, status_file: Path, log: Path) -> int:
                 status = int(status_file.read_text().strip())
             except (OSError, ValueError):
                 status = 200
-            with open(log, "a") as f:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # it holds tokens
+            with os.fdopen(fd, "a") as f:
                 f.write(f"GET {self.path} {self.headers.get('Authorization', '-')}\n")
             body = b"fake app\n"
             self.send_response(status)

@@ -10,7 +10,7 @@ import sys
 import streamlit as st
 import uvicorn
 
-sock_path, script = sys.argv[1], os.path.abspath(sys.argv[2])
+sock_path, script = sys.argv[1], os.path.abspath(os.path.expanduser(sys.argv[2]))
 sys.argv = [script, *sys.argv[3:]]  # what the script sees, as with "streamlit run S -- ARGS"
 os.umask(0o077)  # the socket is srwx------ (uvicorn --uds would chmod it 0666)
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -9,7 +9,9 @@ import sys
 from tensorboard import program
 from werkzeug.serving import make_server
 
-sock_path, tb_args = sys.argv[1], sys.argv[2:]
+sock_path = sys.argv[1]
+# A quoted ~ (from the laptop, where the shell left it alone) means the home directory here.
+tb_args = [os.path.expanduser(a) if a.startswith("~") else a for a in sys.argv[2:]]
 os.umask(0o077)
 if os.path.exists(sock_path):
     sys.exit(f"nodetunnel: socket path {sock_path} exists")

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 
-sock_path, app_file = sys.argv[1], os.path.abspath(sys.argv[2])
+sock_path, app_file = sys.argv[1], os.path.abspath(os.path.expanduser(sys.argv[2]))
 name = sys.argv[3] if len(sys.argv) > 3 else "app"
 os.umask(0o077)
 sys.path.insert(0, os.path.dirname(app_file))  # the app's sibling modules import as usual
