@@ -581,12 +581,13 @@ class Bench:
             "phases": {
                 # CLI start, ssh to login and gateway, the session directory on the cluster
                 "connect_s": sbatch_at - cli.started,
-                # sbatch, scheduling, JupyterLab starting on the node, the endpoint file written
-                "app_start_s": written_at - sbatch_at,
-                # until nodetunnel's poll (squeue, cat endpoint) finds that file
-                "poll_lag_s": tunnel_at - written_at,
-                # ssh to the node, the forward, the first answer through it
-                "tunnel_s": json_at - tunnel_at,
+                # sbatch, scheduling, until nodetunnel sees the job RUNNING and opens the tunnel
+                "until_running_s": tunnel_at - sbatch_at,
+                # JupyterLab starting on the node (the tunnel is up meanwhile), until its
+                # endpoint file is written (nodetunnel does not wait for that file)
+                "app_start_s": written_at - tunnel_at,
+                # from the app listening to nodetunnel's first good answer through the tunnel
+                "url_after_app_s": json_at - written_at,
             },
             "startup_squeue": sum(1 for c in commands if c.remote == "squeue" and c.at <= json_at),
             "ctrl_c_s": ctrl_c_s,
@@ -892,10 +893,11 @@ def render_table(r: dict[str, Any]) -> str:
         )
     ph = st["jupyter_phases"]
     lines.append(
-        f"  jupyter's time (median): connect {ph['connect_s']['median']:.2f} s, job and app "
-        f"start {ph['app_start_s']['median']:.2f} s, until the poll sees it "
-        f"{ph['poll_lag_s']['median']:.2f} s (max {ph['poll_lag_s']['max']:.2f}), tunnel "
-        f"{ph['tunnel_s']['median']:.2f} s; {st['jupyter_squeue_polls']:g} squeue polls"
+        f"  jupyter's time (median): connect {ph['connect_s']['median']:.2f} s, until the job "
+        f"runs and the tunnel opens {ph['until_running_s']['median']:.2f} s, JupyterLab start "
+        f"{ph['app_start_s']['median']:.2f} s, URL working after it "
+        f"{ph['url_after_app_s']['median']:.2f} s (max {ph['url_after_app_s']['max']:.2f}); "
+        f"{st['jupyter_squeue_polls']:g} squeue polls"
     )
     hs = r["handshakes"]
     hosts = [h for h in hs["foreground_session"] if h != "total"]

@@ -6,10 +6,13 @@ venv); each ends with no job, no process and the local port free.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import pwd
+import shutil
 import urllib.parse
+from collections.abc import Iterator
 
 import pytest
 
@@ -35,6 +38,25 @@ def app_argv(base: list[str], app: str, *extra: str) -> list[str]:
             "--json", *extra]  # fmt: skip
 
 
+@contextlib.contextmanager
+def session_of(sandbox, argv: list[str], said: list[str] | None = None) -> Iterator[dict]:
+    """A session started by ``argv`` (its JSON), used in the block, then Ctrl-C: exit 130,
+    no job, no process and the local port free again. ``said`` gets its stderr."""
+    cli = Cli(ALICE, argv)
+    try:
+        info = cli.read_json(timeout_s=180)
+        yield info
+        assert cli.interrupt() == 130
+    except BaseException:
+        cli.stop()
+        raise
+    if said is not None:
+        said.append(cli.stderr())
+    wait_until(lambda: not squeue(sandbox) and not user_processes(ALICE), timeout_s=30,
+               what="the job and the tunnel to be gone")  # fmt: skip
+    assert port_is_free(int(info["local_port"]))
+
+
 #: (recipe, extra arguments, a text the opened page must contain)
 RECIPES = [
     ("notebook", (), "Jupyter Notebook"),
@@ -43,25 +65,10 @@ RECIPES = [
 
 @pytest.mark.parametrize(("app", "extra", "expected"), RECIPES, ids=[r[0] for r in RECIPES])
 def test_recipe_start_page_stop(sandbox, laptop_nodetunnel, app, extra, expected):
-    cli = Cli(ALICE, app_argv(laptop_nodetunnel, app, *extra))
-    try:
-        info = cli.read_json(timeout_s=180)
-        port = int(info["local_port"])  # type: ignore[call-overload]
+    with session_of(sandbox, app_argv(laptop_nodetunnel, app, *extra)) as info:
         status, page = get(str(info["url"]))
         assert status == 200, page[:500]
         assert expected in page
-        assert cli.interrupt() == 130
-    except BaseException:
-        cli.stop()
-        raise
-
-    def gone() -> bool:
-        if squeue(sandbox) or user_processes(ALICE):
-            raise NotReady(f"left: {squeue(sandbox)} {user_processes(ALICE)}")
-        return True
-
-    wait_until(gone, timeout_s=30, what="the job and the tunnel to be gone")
-    assert port_is_free(port)
 
 
 SOCKET_APP = """
@@ -86,22 +93,13 @@ Server(sys.argv[1], Handler).serve_forever()
 
 
 def _run_session(sandbox, base: list[str], *command: str, expected: str, warned: bool) -> None:
-    cli = Cli(ALICE, app_argv(base, "run", "--", *command))
-    try:
-        info = cli.read_json(timeout_s=180)
-        port = int(info["local_port"])  # type: ignore[call-overload]
+    said: list[str] = []
+    with session_of(sandbox, app_argv(base, "run", "--", *command), said) as info:
         status, page = get(str(info["url"]))
         assert status == 200, page[:500]
         assert expected in page
-        assert cli.interrupt() == 130
-        err = cli.stderr()
-    except BaseException:
-        cli.stop()
-        raise
+    (err,) = said
     assert ("without a password: other users with a job on that node can reach it" in err) is warned
-    wait_until(lambda: not squeue(sandbox) and not user_processes(ALICE), timeout_s=30,
-               what="the job and the tunnel to be gone")  # fmt: skip
-    assert port_is_free(port)
 
 
 def test_run_any_command_on_a_port(sandbox, laptop_nodetunnel):
@@ -152,99 +150,73 @@ def _tcp_listeners(sandbox, node: str) -> str:
     return sandbox.run_in(node, ["ss", "-ltnH"])
 
 
-def _gone(sandbox, port: int) -> None:
-    wait_until(lambda: not squeue(sandbox) and not user_processes(ALICE), timeout_s=30,
-               what="the job and the tunnel to be gone")  # fmt: skip
-    assert port_is_free(port)
-
-
 def test_the_seed_dash_app_unchanged_renders_privately(sandbox, laptop_nodetunnel, chromium):
     app = _user_file(sandbox, "seed_dash_app.py", SEED_DASH)
-    cli = Cli(ALICE, app_argv(laptop_nodetunnel, "dash", str(app)))
     try:
-        info = cli.read_json(timeout_s=180)
-        port = int(info["local_port"])  # type: ignore[call-overload]
-        status, layout = get(f"http://127.0.0.1:{port}/_dash-layout")
-        assert status == 200
-        assert "My Dash App" in layout
-        # Never 0.0.0.0, never 8050: no TCP listener of the app on the node at all.
-        assert ":8050" not in _tcp_listeners(sandbox, str(info["node"]))
-        page = chromium.new_page()
-        page.goto(str(info["url"]), timeout=60_000)
-        page.wait_for_selector("h1", timeout=60_000)
-        assert page.inner_text("h1") == "My Dash App"
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "dash.png"))
-        page.close()
-        assert cli.interrupt() == 130
-    except BaseException:
-        cli.stop()
-        raise
+        with session_of(sandbox, app_argv(laptop_nodetunnel, "dash", str(app))) as info:
+            status, layout = get(f"http://127.0.0.1:{info['local_port']}/_dash-layout")
+            assert status == 200
+            assert "My Dash App" in layout
+            # Never 0.0.0.0, never 8050: no TCP listener of the app on the node at all.
+            assert ":8050" not in _tcp_listeners(sandbox, str(info["node"]))
+            page = chromium.new_page()
+            page.goto(str(info["url"]), timeout=60_000)
+            page.wait_for_selector("h1", timeout=60_000)
+            assert page.inner_text("h1") == "My Dash App"
+            _screenshot(page, "dash.png")
     finally:
         app.unlink()
-    _gone(sandbox, port)
 
 
 def test_the_seed_streamlit_app_renders_and_its_websocket_connects(
     sandbox, laptop_nodetunnel, chromium
 ):
     app = _user_file(sandbox, "seed_streamlit_app.py", SEED_STREAMLIT)
-    cli = Cli(ALICE, app_argv(laptop_nodetunnel, "streamlit", str(app)))
     try:
-        info = cli.read_json(timeout_s=180)
-        port = int(info["local_port"])  # type: ignore[call-overload]
-        assert get(f"http://127.0.0.1:{port}/_stcore/health") == (200, "ok")
-        page = chromium.new_page()
-        sockets: list[str] = []
-        page.on("websocket", lambda ws: sockets.append(ws.url))
-        page.goto(str(info["url"]), timeout=60_000)
-        # The title arrives over the websocket: rendered means the websocket works.
-        page.wait_for_selector("h1:has-text('My Streamlit App')", timeout=60_000)
-        assert any(url.endswith("/_stcore/stream") for url in sockets), sockets
-        page.screenshot(path=str(ARTIFACTS / "streamlit.png"))
-        page.close()
-        assert cli.interrupt() == 130
-    except BaseException:
-        cli.stop()
-        raise
+        with session_of(sandbox, app_argv(laptop_nodetunnel, "streamlit", str(app))) as info:
+            assert get(f"http://127.0.0.1:{info['local_port']}/_stcore/health") == (200, "ok")
+            page = chromium.new_page()
+            sockets: list[str] = []
+            page.on("websocket", lambda ws: sockets.append(ws.url))
+            page.goto(str(info["url"]), timeout=60_000)
+            # The title arrives over the websocket: rendered means the websocket works.
+            page.wait_for_selector("h1:has-text('My Streamlit App')", timeout=60_000)
+            assert any(url.endswith("/_stcore/stream") for url in sockets), sockets
+            _screenshot(page, "streamlit.png")
     finally:
         app.unlink()
-    _gone(sandbox, port)
 
 
 def test_tensorboard_lists_a_run(sandbox, laptop_nodetunnel, chromium):
-    import shutil
-
     logdir = sandbox.paths.user_home(ALICE) / "tb-logs"
     run = logdir / "run1"
     run.mkdir(parents=True, exist_ok=True)
     _write_event_file(run)
     for path in (logdir, run, *run.iterdir()):
         os.chown(path, pwd.getpwnam(ALICE).pw_uid, pwd.getpwnam(ALICE).pw_gid)
-    cli = Cli(ALICE, app_argv(laptop_nodetunnel, "tensorboard", "--logdir", str(logdir)))
+    argv = app_argv(laptop_nodetunnel, "tensorboard", "--logdir", str(logdir))
     try:
-        info = cli.read_json(timeout_s=180)
-        port = int(info["local_port"])  # type: ignore[call-overload]
+        with session_of(sandbox, argv) as info:
 
-        def lists_the_run() -> bool:
-            status, runs = get(f"http://127.0.0.1:{port}/data/runs")
-            if status != 200 or "run1" not in runs:
-                raise NotReady(f"HTTP {status}: {runs[:200]}")
-            return True
+            def lists_the_run() -> bool:
+                status, runs = get(f"http://127.0.0.1:{info['local_port']}/data/runs")
+                if status != 200 or "run1" not in runs:
+                    raise NotReady(f"HTTP {status}: {runs[:200]}")
+                return True
 
-        wait_until(lists_the_run, timeout_s=60, what="TensorBoard to list run1")
-        page = chromium.new_page()
-        page.goto(str(info["url"]), timeout=60_000)
-        page.wait_for_selector("text=run1", timeout=60_000)
-        page.screenshot(path=str(ARTIFACTS / "tensorboard.png"))
-        page.close()
-        assert cli.interrupt() == 130
-    except BaseException:
-        cli.stop()
-        raise
+            wait_until(lists_the_run, timeout_s=60, what="TensorBoard to list run1")
+            page = chromium.new_page()
+            page.goto(str(info["url"]), timeout=60_000)
+            page.wait_for_selector("text=run1", timeout=60_000)
+            _screenshot(page, "tensorboard.png")
     finally:
         shutil.rmtree(logdir, ignore_errors=True)
-    _gone(sandbox, port)
+
+
+def _screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name))
+    page.close()
 
 
 def _write_event_file(run_dir) -> None:

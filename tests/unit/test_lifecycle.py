@@ -74,6 +74,13 @@ def runs_after(pending_queries: int, *, time_left: str = "59:58") -> Hook:
     return hook
 
 
+@pytest.fixture(autouse=True)
+def _no_fake_server_left(home: Path) -> Iterator[None]:
+    """Whatever a test does (or fails to do), its fake app servers end with it."""
+    yield
+    FakeTransport(home).stop_all()
+
+
 def make_session(home: Path, hook: Hook, **kw: object) -> tuple[Session, FakeSlurm, FakeTransport]:
     fake = FakeSlurm(user=USER, on_call=hook)
     transport = FakeTransport(home)

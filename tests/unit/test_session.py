@@ -279,7 +279,7 @@ def test_plan_shows_script_submit_and_tunnel(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_plan_uses_the_requested_port() -> None:
-    assert " -L 127.0.0.1:9999:/tmp/nt.XXXXXX/s " in plan(request(local_port=9999))
+    assert " -L 127.0.0.1:9999:/tmp/nt.RANDOM0123456789/s " in plan(request(local_port=9999))
 
 
 def test_plan_includes_the_environment() -> None:

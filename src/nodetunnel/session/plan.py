@@ -8,10 +8,13 @@ from pathlib import Path
 
 from ..scheduler import scheduler_class
 from ..scheduler.base import run_locally
-from .jobscript import SOCKET_DIR_TEMPLATE, render_body
+from .jobscript import render_body
 from .lifecycle import default_transport
 from .model import SESSIONS_DIR, LaunchRequest, job_name_for
 from .remote import JOB_LOG
+
+SOCKET_DIR_PLAN = "/tmp/nt.RANDOM0123456789"  # a real start makes 16 random hex digits
+PORT_PLAN = 8080  # shown for an app without a usual port; a real start takes a free one
 
 
 def plan(req: LaunchRequest) -> str:
@@ -22,16 +25,22 @@ def plan(req: LaunchRequest) -> str:
     )
     backend = scheduler_class(req.cluster.scheduler)
     transport = default_transport(req.cluster, Path("SESSION_DIR"), req)
+    # As a real start does: the socket's directory is named here (16 random hex digits).
+    on_socket = not req.tcp and req.app.listen != "tcp"
+    socket_dir = SOCKET_DIR_PLAN if on_socket else None
     body = render_body(req.app, req.env, session_dir, scheduler=backend, tcp=req.tcp,
-                       lease_s=req.lease_s)  # fmt: skip
+                       lease_s=req.lease_s, socket_dir=socket_dir)  # fmt: skip
     script = backend(run_locally).job_script(job, body)
     submit = transport.submit_argv(list(backend.SUBMIT_ARGV))
-    port = req.local_port or req.app.preferred_port or 8080
-    tunnel = transport.forward_argv("NODE", port, SOCKET_DIR_TEMPLATE + "/s")
+    port = req.local_port or req.app.preferred_port or PORT_PLAN
+    tunnel = transport.forward_argv(
+        "NODE", port, f"{socket_dir}/s" if socket_dir else "127.0.0.1:NODE_PORT"
+    )
     return "\n".join(
         [
             "# HOME stands for your home directory on the cluster, NODE for the job's node,",
-            "# SESSION_DIR for this session's private directory on this machine.",
+            "# SESSION_DIR for this session's private directory on this machine, RANDOM... for",
+            "# the random name of the app's directory on the node (made when the session starts).",
             f"# batch script, sent on stdin to {backend.SUBMIT_ARGV[0]} on {transport.submit_host}:",
             script,
             "# submit:",

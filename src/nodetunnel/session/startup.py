@@ -172,9 +172,3 @@ def while_starting(watch: Watch) -> Callable[[], None]:
 
 def _what(watch: Watch) -> str:
     return f"job {watch.job_id} to start the app"
-
-
-def wait_for_endpoint(session: Session, job_id: str) -> tuple[JobStatus, Endpoint]:
-    """Wait for the job to run, then for its app to publish where it listens."""
-    watch = Watch(session, job_id)
-    return wait_published(watch, wait_running(watch))

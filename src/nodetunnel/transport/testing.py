@@ -112,6 +112,15 @@ class FakeTransport:
 
     submit_argv = attached_argv
 
+    def stop_all(self) -> None:
+        """End every fake app server this transport's forwards started (by PID and start)."""
+        from ..proc import ProcessRef
+
+        pids = self.home / ".fake-app-pids"
+        for line in pids.read_text().splitlines() if pids.exists() else []:
+            pid, start = (int(w) for w in line.split())
+            ProcessRef(pid, start).stop(timeout_s=5)
+
     def forward_argv(self, node: str, local_port: int, remote: str) -> list[str]:
         self.forwards.append((node, local_port, remote))
         return [sys.executable, "-m", "nodetunnel.transport.testing", "--port", str(local_port),
@@ -141,6 +150,12 @@ def serve(port: int, status_file: Path, log: Path) -> int:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
+    from ..proc import ProcessRef
+
+    me = ProcessRef.of(os.getpid())
+    if me is not None:  # so that a test that fails half-way can still end it
+        with open(log.parent / ".fake-app-pids", "a") as f:
+            f.write(f"{me.pid} {me.start_ticks}\n")
     HTTPServer.allow_reuse_address = True
     try:
         server = HTTPServer(("127.0.0.1", port), Handler)
