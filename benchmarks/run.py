@@ -67,6 +67,8 @@ from nodetunnel.proc import Completed, NotReady, ProcessRef, run, wait_until
 from nodetunnel.sandbox.cluster import Sandbox, as_user_argv, check_prerequisites
 from nodetunnel.sandbox.topology import USERS, Paths
 
+from . import homecache
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO / "artifacts" / "bench.json"
 SANDBOX_LOCK = Path("/run/lock/nodetunnel-sandbox-tests.lock")  # shared with the tests
@@ -483,6 +485,7 @@ class Bench:
             foreground = [self.foreground_session(i) for i in range(self.settings.repetitions)]
             kept = self.kept_session()
             detached = self.detached_session()
+            shared_home = homecache.measure(self, runs=self.settings.repetitions)
         except BaseException:
             try:
                 self.clean_up()
@@ -524,6 +527,7 @@ class Bench:
             },
         }
         results["throughput"] = kept["throughput"]
+        results["shared_home"] = shared_home
         results["duration_s"] = round(time.monotonic() - started, 1)
         return results
 
@@ -949,6 +953,7 @@ def render_table(r: dict[str, Any]) -> str:
         f"  nodetunnel tunnel  {tp['nodetunnel_mb_s']:>8.1f} MB/s",
         f"  plain ssh -L       {tp['plain_ssh_mb_s']:>8.1f} MB/s",
         f"  ratio              {tp['ratio']:>8.2f}",
+        *homecache.render(r["shared_home"]),
         "",
         f"total {r['duration_s']:.0f} s",
     ]

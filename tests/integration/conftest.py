@@ -99,6 +99,27 @@ def sandbox(_sandbox_session: Sandbox) -> Iterator[Sandbox]:
                           ignore_errors=True)  # fmt: skip
 
 
+# The cached view of the shared home (NFS-like): a name looked up before it exists stays
+# missing for this long. Every host caches, so the nodes' view of what the laptop writes
+# (the lease's heartbeat) is cached too, as on NFS clients.
+HOME_CACHE_S = 30.0
+HOME_CACHE_HOSTS = ("login", "gateway", "node1", "node2")
+
+
+@pytest.fixture(params=["direct"])
+def home_view(request: pytest.FixtureRequest, sandbox: Sandbox) -> Iterator[str]:
+    """How the hosts see the shared home: ``direct`` or ``cached`` (parametrize indirectly)."""
+    view = str(request.param)
+    if view != "cached":
+        yield view
+        return
+    sandbox.cache_home(HOME_CACHE_S, HOME_CACHE_HOSTS)
+    try:
+        yield view
+    finally:
+        sandbox.uncache_home()
+
+
 @pytest.fixture(scope="session")
 def laptop_nodetunnel() -> Iterator[list[str]]:
     """argv that runs this checkout's nodetunnel as a test user (a world-readable copy of src/)."""

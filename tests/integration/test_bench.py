@@ -78,6 +78,16 @@ def test_quick_benchmark_measures_every_metric(sandbox, tmp_path, capsys):
         assert _number(tp[key]), tp
         assert tp[key] > 0, tp
 
+    # 5. The shared home seen directly and through a cache: start-up and failure reports.
+    sh = data["shared_home"]
+    for key in ("ready_s", "failure_reported_s"):
+        for view in ("direct", "cached"):
+            assert sh[key][view]["n"] >= 1, sh
+            assert _number(sh[key][view]["median"]), sh
+    assert _number(sh["ratio"])
+    assert sh["ratio"] > 0
+    assert sandbox.status().home == "direct on every host"  # the cache is gone again
+
     # The table was printed; the benchmark left nothing behind.
     assert "tunnel throughput" in capsys.readouterr().out
     assert squeue(sandbox) == []

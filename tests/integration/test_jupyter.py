@@ -55,7 +55,8 @@ def auth_counts(sb: Sandbox, user: str) -> dict[str, int]:
     return counts
 
 
-def test_jupyter_end_to_end_and_clean_exit(sandbox, laptop_nodetunnel):
+@pytest.mark.parametrize("home_view", ["direct", "cached"], indirect=True)
+def test_jupyter_end_to_end_and_clean_exit(sandbox, laptop_nodetunnel, home_view):
     before = auth_counts(sandbox, ALICE)
     refused_before = refusals(sandbox, ALICE)
     cli = Cli(ALICE, jupyter_argv(laptop_nodetunnel, "-p", "gpu", "--gres", "gpu:1"))
@@ -144,7 +145,8 @@ def test_impossible_resources_are_a_clear_error(sandbox, laptop_nodetunnel):
     _assert_clean_failure(sandbox, res, "gpu:9")
 
 
-def test_missing_venv_is_reported_with_the_log(sandbox, laptop_nodetunnel):
+@pytest.mark.parametrize("home_view", ["direct", "cached"], indirect=True)
+def test_missing_venv_is_reported_with_the_log(sandbox, laptop_nodetunnel, home_view):
     argv = [a if a != str(CLUSTER_VENV) else "/nonexistent/venv" for a in
             jupyter_argv(laptop_nodetunnel)]  # fmt: skip
     res = as_user(ALICE, argv, timeout_s=120)

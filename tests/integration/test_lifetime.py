@@ -7,6 +7,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from nodetunnel.proc import wait_until
 
 from .helpers import ALICE, Cli, as_user, jupyter_argv, squeue, user_processes
@@ -55,7 +57,10 @@ def test_walltime_warning_then_clean_end(sandbox, laptop_nodetunnel):
     assert not _session_home(sandbox, str(info["session_id"])).exists()
 
 
-def test_lease_keeps_the_job_while_kept_and_ends_it_when_nobody_does(sandbox, laptop_nodetunnel):
+@pytest.mark.parametrize("home_view", ["direct", "cached"], indirect=True)
+def test_lease_keeps_the_job_while_kept_and_ends_it_when_nobody_does(
+    sandbox, laptop_nodetunnel, home_view
+):
     base = laptop_nodetunnel
     lease_s = 12
     res = _nodetunnel(base, *jupyter_argv([], "--detach", "--lease", f"{lease_s}s"))

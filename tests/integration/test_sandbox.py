@@ -169,6 +169,28 @@ def test_users_cannot_read_each_others_home(sandbox):
     assert "Permission denied" in res.stderr
 
 
+@pytest.mark.parametrize("home_view", ["cached"], indirect=True)
+def test_cached_home_hides_a_new_file_from_a_host_that_looked_before(sandbox, home_view):
+    """As NFS: a name looked up on the login host before a node creates it stays missing there."""
+    name = f"cache-probe-{time.monotonic_ns()}"
+    path = str(sandbox.paths.user_home(ALICE) / name)
+    as_alice = ["setpriv", f"--reuid={ALICE}", f"--regid={ALICE}", "--init-groups", "--"]
+    assert sandbox.run_in("login", [*as_alice, "cat", path], check=False) == ""
+    sandbox.run_in("node1", [*as_alice, "sh", "-c", 'echo fresh > "$1"', "sh", path])
+    # The laptop sees the directory itself; the login host still trusts its cached miss.
+    assert Path(path).read_text() == "fresh\n"
+    assert sandbox.run_in("login", [*as_alice, "cat", path], check=False) == ""
+    # A file that was never looked up there is read fresh, and so is new content.
+    fresh = path + "-new"
+    sandbox.run_in("node1", [*as_alice, "sh", "-c", 'echo v1 > "$1"', "sh", fresh])
+    assert sandbox.run_in("login", [*as_alice, "cat", fresh]) == "v1\n"
+    sandbox.run_in("node1", [*as_alice, "sh", "-c", 'echo v2-longer > "$1.t" && mv "$1.t" "$1"',
+                             "sh", fresh])  # fmt: skip
+    assert sandbox.run_in("login", [*as_alice, "cat", fresh]) == "v2-longer\n"
+    res = run([*NODETUNNEL, "sandbox", "status", "--json"], timeout_s=30, check=False)
+    assert json.loads(res.stdout)["home"].startswith("cached 30 s on login, gateway")
+
+
 def test_status_and_ssh_config_commands(sandbox):
     res = run([*NODETUNNEL, "sandbox", "status", "--json"], timeout_s=30, check=False)
     assert res.returncode == 0, res.stderr

@@ -102,6 +102,39 @@ def sandbox_status(root: Path | None, as_json: bool) -> None:
         raise SystemExit(ExitCode.SANDBOX if status.daemons else ExitCode.FAILURE)
 
 
+@sandbox_group.command("cache-home")
+@click.option("--seconds", "cache_s", type=click.FloatRange(min=0, min_open=True), default=30.0,
+              show_default=True, help="How long a looked-up name, a missing name or a file's "
+              "attributes are trusted (NFS's acdirmin is 30 s).")  # fmt: skip
+@click.option("--hosts", default="login,gateway", show_default=True,
+              help="Comma-separated hosts that see the home through the cache.")  # fmt: skip
+@click.option("--off", is_flag=True, help="Every host sees the home directly again.")
+@_dir_option
+def sandbox_cache_home(cache_s: float, hosts: str, off: bool, root: Path | None) -> None:
+    """Let hosts see the shared home through an NFS-like cache, as on real clusters.
+
+    A FUSE mount (bindfs) over the home inside each host, with kernel
+    timeouts for names, missing names and attributes: a file looked up on the
+    login host before a node wrote it stays missing there for up to --seconds.
+    New SSH sessions see it; the nodes and the laptop keep the direct view
+    unless named in --hosts.
+
+    \b
+    Example, as root:
+      nodetunnel sandbox cache-home --seconds 30
+      nodetunnel sandbox cache-home --off
+    """
+    sb = _sandbox(root, quiet=True)
+    if off:
+        gone = sb.uncache_home()
+        click.echo("home seen directly on every host"
+                   + (f" (was cached on {', '.join(gone)})" if gone else ""))  # fmt: skip
+        return
+    names = tuple(h.strip() for h in hosts.split(",") if h.strip())
+    sb.cache_home(cache_s, names)
+    click.echo(f"home cached {cache_s:g} s on {', '.join(names)}")
+
+
 @sandbox_group.command("ssh-config")
 @_dir_option
 @click.option(
@@ -164,6 +197,7 @@ def _show_status(status: Any, as_json: bool) -> None:
         table.add_row(host, " ".join(addrs), daemons, status.nodes.get(host, ""))
     console.print(table)
     console.print(f"users: {', '.join(status.users)}   ssh config: {status.ssh_config}")
+    console.print(f"shared home: {status.home}")
     for problem in status.problems:
         console.print(f"[red]problem:[/red] {problem}")
     console.print("[green]up[/green]" if status.up else "[red]not healthy[/red]")

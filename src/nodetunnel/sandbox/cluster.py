@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import CommandError, NodetunnelError, PrerequisiteError, SandboxError
 from ..proc import NotReady, ProcessRef, run, spawn, wait_until
-from . import daemons, network, provision, teardown
+from . import daemons, homecache, network, provision, teardown
 from .prereqs import (
     CGROUP_MOUNTS,
     PAM_ADOPT_PATHS,
@@ -82,6 +82,7 @@ class Status:
     ssh_config: str
     users: list[str]
     problems: list[str]
+    home: str = "direct on every host"  # or cached through bindfs, see .homecache
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -212,6 +213,7 @@ class Sandbox:
             ssh_config=str(self.paths.ssh_config),
             users=list(state.get("users", [])),
             problems=problems,
+            home=homecache.describe(state),
         )
 
     def _node_states(self, state: dict[str, Any]) -> dict[str, str]:
@@ -411,6 +413,43 @@ class Sandbox:
         out = self.run_in("gateway", ["sdiag"], state=state, timeout_s=10, check=False)
         m = re.search(r"Main schedule statistics.*?Total cycles:\s*(\d+)", out, re.DOTALL)
         return bool(m and int(m.group(1)) > 0)
+
+    # ----------------------------------------------------------- home cache
+    def cache_home(
+        self,
+        cache_s: float = homecache.DEFAULT_CACHE_S,
+        hosts: tuple[str, ...] = homecache.DEFAULT_HOSTS,
+    ) -> None:
+        """Let ``hosts`` see the shared home through an NFS-like cache (see .homecache)."""
+        with self._locked():
+            state = self._up_state()
+            try:
+                homecache.cache_home(self, state, cache_s, hosts)
+            finally:
+                self._write_state(state)
+
+    def uncache_home(self) -> list[str]:
+        """Every host sees the shared home directly again; return the hosts that did not."""
+        with self._locked():
+            state = self._up_state()
+            try:
+                return homecache.uncache_home(self, state)
+            finally:
+                self._write_state(state)
+
+    def _up_state(self) -> dict[str, Any]:
+        state = self._read_state()
+        if not state or not state.get("complete"):
+            raise SandboxError("the sandbox is not up", hint="run 'nodetunnel sandbox up' first")
+        return state
+
+    def start_daemon(self, state: dict[str, Any], host: str, name: str, argv: list[str]) -> None:
+        """Start ``argv`` inside ``host`` as its daemon ``name`` (recorded in ``state``)."""
+        self._start(state, host, name, argv)
+
+    def check_alive(self, state: dict[str, Any], key: str) -> None:
+        """Raise SandboxError (with its log's tail) if daemon ``key`` (HOST/NAME) died."""
+        self._check_alive(state, key)
 
     # --------------------------------------------------------------- faults
     def start_slurmd(self, node: str) -> bool:
