@@ -148,6 +148,24 @@ def test_job_death_before_ready_reports_the_error_and_the_log(runtime: Path, hom
     assert not list((home / ".nodetunnel" / "sessions").iterdir())
 
 
+def test_a_job_winding_down_is_reported_without_waiting_for_its_clean_up(
+    runtime: Path, home: Path
+) -> None:
+    def winds_down(call: Call, fake: FakeSlurm) -> None:
+        if call.program == "squeue" and fake.jobs:
+            job_id = max(fake.jobs)
+            if fake.jobs[job_id].state is JobState.PENDING:
+                fake.start(job_id)
+                (session_dir_of(fake, job_id) / "error").write_text("the --setup command failed\n")
+                fake.finish(job_id, JobState.COMPLETING)  # and SLURM's clean-up never ends
+
+    session, fake, _ = make_session(home, winds_down)
+    with pytest.raises(JobFailed) as err, session:
+        session.start()
+    assert "failed before the app was ready: the --setup command failed" in err.value.message
+    assert fake.count("squeue") <= 2  # reported at the first answer that says so
+
+
 def test_transient_scheduler_errors_while_pending_do_not_end_the_start(
     runtime: Path, home: Path
 ) -> None:

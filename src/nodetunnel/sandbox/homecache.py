@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import secrets
 import shutil
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,19 +129,11 @@ def uncache_home(sb: Sandbox, state: dict[str, Any]) -> list[str]:
                        timeout_s=10, check=False)  # fmt: skip
             if done.returncode != 0:
                 run(sb.host_argv(host, ["umount", "-l", home], state), timeout_s=10, check=False)
-            # fusermount returns before the daemon has exited.
-            with contextlib.suppress(NodetunnelError):
-                wait_until(partial(_gone, ref), timeout_s=3, what="bindfs to exit")
-            if ref.alive():
-                ref.stop(timeout_s=5)
+            ref.stop(timeout_s=5)  # bindfs unmounts and exits on SIGTERM if still there
         del procs[key]
         hosts.append(host)
     state.pop("home_cache", None)
     return hosts
-
-
-def _gone(ref: ProcessRef) -> bool:
-    return not ref.alive()
 
 
 def describe(state: dict[str, Any] | None) -> str:

@@ -84,7 +84,9 @@ class Watch:
                     if estimate:
                         line += f", expected to start {estimate}"
             session._say(line)
-        if status.state.finished:
+        # COMPLETING: the job's script has ended and SLURM is cleaning up, which can take
+        # seconds; the app will not start, so that is reported at once.
+        if status.state.finished or status.state is JobState.COMPLETING:
             raise self.failed(status)
         return status
 
