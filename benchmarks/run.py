@@ -562,7 +562,10 @@ class Bench:
         json_at = max(at for at, _ in cli.stdout)
         # When the job wrote its endpoint file (shared home: same path here), on our clock.
         endpoint = Path(str(info["session_dir"])) / "endpoint"
-        written_at = endpoint.stat().st_mtime - time.time() + time.monotonic()
+        # The URL can work a moment before the job has written that file: wait for it.
+        mtime = wait_until(lambda: endpoint.exists() and endpoint.stat().st_mtime,
+                           timeout_s=30, what=f"{endpoint} to be written")  # fmt: skip
+        written_at = mtime - time.time() + time.monotonic()
         self.use(port, token)
         hold = None
         if rep == 0:
