@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nodetunnel.proc import wait_until
 from nodetunnel.sandbox.homecache import DEFAULT_HOSTS
 
 if TYPE_CHECKING:
@@ -88,6 +89,10 @@ def _failure(bench: Bench) -> float:
     said = "".join(line for _, line in cli.stderr)
     if code in (0, 130) or "failed before the app was ready" not in said:
         raise BenchError(f"the failing start was not reported as failed: {cli.stderr_tail()}")
+    # It is reported while SLURM still cleans up after the job: the next step waits for that.
+    wait_until(
+        lambda: not bench.user_jobs(), timeout_s=60, what="the failed job to leave the queue"
+    )
     return exited - failed_at
 
 
