@@ -19,7 +19,15 @@ test doubles (``FakeRunner``, ``FakeSlurm``). A backend is registered in
 from __future__ import annotations
 
 from ..errors import UsageError
-from .base import CommandRunner, JobRequest, JobState, JobStatus, Scheduler, run_locally
+from .base import (
+    CommandRunner,
+    JobRequest,
+    JobState,
+    JobStatus,
+    PendingInfo,
+    Scheduler,
+    run_locally,
+)
 from .slurm import Slurm, expand_hostlist, job_script, parse_time_left, render_header
 
 #: Every scheduler backend, by the name a profile's ``scheduler`` key uses.
@@ -50,6 +58,7 @@ __all__ = [
     "JobRequest",
     "JobState",
     "JobStatus",
+    "PendingInfo",
     "Scheduler",
     "Slurm",
     "expand_hostlist",

@@ -8,7 +8,8 @@
   as plain strings the way the scheduler takes them. Its resource fields are
   also the profile keys and command-line options (each carries its
   :class:`~nodetunnel.fields.Field`): a new resource is one line here.
-* :class:`JobState` and :class:`JobStatus` are what the scheduler reports back.
+* :class:`JobState` and :class:`JobStatus` are what the scheduler reports back;
+  :class:`PendingInfo` is where a pending job stands in its partition's queue.
 * :class:`Scheduler` is the whole backend interface the session core uses;
   :class:`~nodetunnel.scheduler.slurm.Slurm` implements it. A backend also owns
   the shell its jobs need (:attr:`Scheduler.NODE_NAME_SHELL`,
@@ -228,6 +229,36 @@ class JobStatus:
         return text
 
 
+@dataclasses.dataclass(frozen=True)
+class PendingInfo:
+    """Where a pending job stands: why it waits, when it may start, its place in the queue.
+
+    ``estimated_start`` is the scheduler's estimate in ISO 8601 (``2026-12-02T14:05:00``,
+    the cluster's local time), or ``None`` while it has none (SLURM prints ``N/A`` until
+    its backfill pass has looked at the job). ``position`` is 1-based among the pending
+    jobs of the job's partition (those the user may see) in the scheduler's priority
+    order, ``pending_in_partition`` how many there are; ``None`` where the backend cannot
+    tell. ``partition`` is the job's partition as the scheduler prints it (``gpu``, or
+    ``cpu,gpu`` for a job submitted to several).
+    """
+
+    reason: str | None
+    estimated_start: str | None
+    position: int | None
+    pending_in_partition: int | None
+    partition: str | None = None
+
+    def describe(self) -> str:
+        """``position 3 of 7 in gpu, expected to start 2026-12-02T14:05:00`` (parts as known)."""
+        parts = []
+        if self.position is not None and self.pending_in_partition is not None:
+            where = f" in {self.partition}" if self.partition else ""
+            parts.append(f"position {self.position} of {self.pending_in_partition}{where}")
+        if self.estimated_start:
+            parts.append(f"expected to start {self.estimated_start}")
+        return ", ".join(parts)
+
+
 class Scheduler(abc.ABC):
     """A batch scheduler backend (submit, watch, cancel), driven through a :class:`CommandRunner`.
 
@@ -288,6 +319,17 @@ class Scheduler(abc.ABC):
     @abc.abstractmethod
     def start_estimate(self, job_id: str) -> str | None:
         """The scheduler's estimated start time of a pending job, or ``None``."""
+
+    def pending_info(self, job_id: str) -> PendingInfo | None:
+        """Where ``job_id`` stands in the queue, or ``None`` when it is not pending.
+
+        A backend that can see the queue answers with one query; this default
+        (two queries, no position) serves backends that cannot.
+        """
+        status = self.status_of(job_id)
+        if status.state is not JobState.PENDING:
+            return None
+        return PendingInfo(status.reason, self.start_estimate(job_id), None, None)
 
     @abc.abstractmethod
     def cancel_command(self, job_ids: Sequence[str]) -> str:

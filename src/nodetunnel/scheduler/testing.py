@@ -145,6 +145,7 @@ class FakeJob:
     time_left: str = "UNLIMITED"
     start: str = "N/A"
     user: str = "alice"
+    priority: int = 0  # 0: by age, as SLURM's basic priority (older jobs first)
 
     @property
     def name(self) -> str:
@@ -201,6 +202,16 @@ class FakeSlurm:
         """The job ends with ``state``; squeue keeps showing it until :meth:`forget`."""
         job = self.jobs[job_id]
         job.state, job.reason = state, reason
+
+    def queue_job(self, *, user: str = "bob", partition: str | None = None, priority: int = 0,
+                  reason: str = "Priority", start: str = "N/A") -> str:  # fmt: skip
+        """Another job enters the queue, PENDING (e.g. another user's, ahead of ours)."""
+        job_id = str(self._next_id)
+        self._next_id += 1
+        directives = {"partition": partition or self.partitions[0], "job-name": "other"}
+        self.jobs[job_id] = FakeJob(job_id, "", directives, reason=reason, start=start,
+                                    user=user, priority=priority)  # fmt: skip
+        return job_id
 
     def forget(self, job_id: str) -> None:
         """The controller purges the job: squeue no longer knows it."""
@@ -287,9 +298,29 @@ class FakeSlurm:
         if wanted and ids and not any(j in self.jobs for j in ids) and len(ids) == 1:
             return Reply(stderr="slurm_load_jobs error: Invalid job id specified\n", returncode=1)
         visible = [self.jobs[j] for j in ids if j in self.jobs]
-        if "states" not in opts:
+        states = opts.get("states", "PENDING" if "start" in opts else None)
+        if states is None:
             visible = [j for j in visible if j.state.active]
-        return Reply(stdout="".join(_format(fmt, job) + "\n" for job in visible))
+        elif states.lower() != "all":
+            wanted_states = {_STATE_CODES.get(w.upper(), w.upper()) for w in states.split(",")}
+            visible = [j for j in visible if j.state.value in wanted_states]
+        if opts.get("partition"):
+            asked = set(opts["partition"].split(","))
+            visible = [j for j in visible if asked & set(self._partition(j).split(","))]
+        if opts.get("sort") == "-p,i":  # priority first, then the older job (smaller id)
+            visible.sort(key=lambda j: (-self._priority(j), int(j.job_id.split("_")[0])))
+        elif opts.get("sort"):
+            raise UnexpectedCall(f"FakeSlurm cannot sort by {opts['sort']!r}")
+        return Reply(stdout="".join(_format(fmt, job, self._partition(job)) + "\n"
+                                    for job in visible))  # fmt: skip
+
+    def _partition(self, job: FakeJob) -> str:
+        return job.directives.get("partition") or self.partitions[0]
+
+    @staticmethod
+    def _priority(job: FakeJob) -> int:
+        # SLURM's basic priority falls with each new job: the older, the higher.
+        return job.priority or -int(job.job_id.split("_")[0])
 
     def _scancel(self, call: Call) -> Reply:
         opts = _options([w for w in call.argv[1:] if w.startswith("-")])
@@ -312,7 +343,8 @@ class FakeSlurm:
 
 def _options(args: Sequence[str]) -> dict[str, str]:
     """``--name=value`` / ``--flag`` / ``-x value`` words as a dict (squeue's short forms too)."""
-    short = {"-j": "jobs", "-o": "format", "-t": "states", "-h": "noheader"}
+    short = {"-j": "jobs", "-o": "format", "-t": "states", "-h": "noheader", "-p": "partition",
+             "-S": "sort"}  # fmt: skip
     opts: dict[str, str] = {}
     words = list(args)
     while words:
@@ -326,7 +358,12 @@ def _options(args: Sequence[str]) -> dict[str, str]:
     return opts
 
 
-def _format(fmt: str, job: FakeJob) -> str:
+#: squeue's short state names (``--states=PD``), as far as the fake needs them.
+_STATE_CODES = {"PD": "PENDING", "R": "RUNNING", "CG": "COMPLETING", "CD": "COMPLETED",
+                "CA": "CANCELLED", "F": "FAILED", "TO": "TIMEOUT"}  # fmt: skip
+
+
+def _format(fmt: str, job: FakeJob, partition: str = "") -> str:
     fields = {
         "i": job.job_id,
         "T": job.state.value,
@@ -336,6 +373,7 @@ def _format(fmt: str, job: FakeJob) -> str:
         "S": job.start,
         "u": job.user,
         "j": job.name,
-        "P": job.directives.get("partition", ""),
+        "P": partition or job.directives.get("partition", ""),
+        "Q": str(job.priority),
     }
     return _FORMAT_FIELD.sub(lambda m: fields.get(m[1], m[0]), fmt)

@@ -23,19 +23,22 @@ from typing import ClassVar
 
 from ...errors import CommandNotFound, SchedulerError
 from ...proc import Completed
-from ..base import CommandRunner, JobRequest, JobState, JobStatus, Scheduler
+from ..base import CommandRunner, JobRequest, JobState, JobStatus, PendingInfo, Scheduler
 from .errors import _controller_error, _not_installed, _summary, translate_sbatch_error
 from .parse import (
     NAMED_FORMAT,
+    PENDING_FORMAT,
     SACCT_FORMAT,
     SQUEUE_FORMAT,
     _none_if_na,
     check_job_id,
     expand_hostlist,
     parse_named_jobs,
+    parse_pending,
     parse_sacct,
     parse_sbatch_output,
     parse_squeue,
+    parse_start,
     parse_time_left,
 )
 from .script import (
@@ -57,6 +60,7 @@ __all__ = [
     "END_OF_DIRECTIVES",
     "NAMED_FORMAT",
     "NO_REQUEUE",
+    "PENDING_FORMAT",
     "SACCT_FORMAT",
     "SHEBANG",
     "SQUEUE_FORMAT",
@@ -67,9 +71,11 @@ __all__ = [
     "expand_hostlist",
     "job_script",
     "parse_named_jobs",
+    "parse_pending",
     "parse_sacct",
     "parse_sbatch_output",
     "parse_squeue",
+    "parse_start",
     "parse_time_left",
     "render_header",
     "sbatch_quote",
@@ -94,6 +100,7 @@ class Slurm(Scheduler):
         super().__init__(runner, timeout_s=timeout_s)
         self._accounting: bool | None = None  # whether sacct answers here (None: not known yet)
         self._has_me: bool | None = None  # whether squeue/scancel know --me (SLURM >= 20.11)
+        self._partition_of: dict[str, str] = {}  # job id -> partition(s), once known
 
     def _run(self, argv: list[str], *, input: str | None = None) -> Completed:
         try:
@@ -133,7 +140,10 @@ class Slurm(Scheduler):
         done = self._run(list(self.SUBMIT_ARGV), input=script)
         if done.returncode != 0:
             raise translate_sbatch_error(done.stderr or done.stdout, request, self.partitions)
-        return parse_sbatch_output(done.stdout)
+        job_id = parse_sbatch_output(done.stdout)
+        if request is not None and request.partition:
+            self._partition_of[job_id] = request.partition
+        return job_id
 
     def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         """One ``squeue --states=all --jobs=ID,ID,...`` call for all ``job_ids``."""
@@ -213,6 +223,28 @@ class Slurm(Scheduler):
             raise self._failed("squeue", done, f"could not read the start estimate of job {jid}")
         lines = [line for line in done.stdout.splitlines() if line.strip()]
         return _none_if_na(lines[0]) if lines else None
+
+    def pending_info(self, job_id: str) -> PendingInfo | None:
+        """Where a pending job stands, with **one** squeue: the pending jobs of its partition,
+        by priority (``--sort=-p,i``), with their start estimates (``--start``).
+
+        The partition is the one asked for at submit, or learnt from the first answer
+        (before that, every pending job the user may see is listed: one query still).
+        """
+        jid = check_job_id(job_id)
+        argv = ["squeue", "--noheader", "--start", "--states=PD", "--sort=-p,i",
+                f"--format={PENDING_FORMAT}"]  # fmt: skip
+        partition = self._partition_of.get(jid)
+        if partition:
+            check_value("--partition", partition)
+            argv.append(f"--partition={partition}")
+        done = self._run(argv)
+        if done.returncode != 0:
+            raise self._failed("squeue", done, f"could not read the queue of job {jid}")
+        info = parse_pending(done.stdout, jid)
+        if info is not None and info.partition:
+            self._partition_of[jid] = info.partition
+        return info
 
     def cancel_jobs(self, job_ids: Sequence[str]) -> None:
         """One ``scancel ID ID ...``; jobs that already ended (or are unknown) are no error."""

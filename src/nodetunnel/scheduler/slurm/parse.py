@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 
 from ...errors import SchedulerError, UsageError
-from ..base import JobState, JobStatus
+from ..base import JobState, JobStatus, PendingInfo
 
 #: squeue's output, one job per line. ``|`` cannot occur in a job id, state
 #: name, node list, time, user name or start time; the reason comes last and is
@@ -221,3 +221,55 @@ def parse_sacct(stdout: str, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         found[job_id] = JobStatus(job_id, JobState.parse(state), nodelist=nodelist if nodes else "",
                                   nodes=nodes, state_raw=state)  # fmt: skip
     return found
+
+
+#: The pending jobs of a partition (``squeue --start --states=PD --sort=-p,i``), one per line,
+#: in priority order. The reason, free text, comes last (split off with ``maxsplit``).
+PENDING_FORMAT = "%i|%P|%S|%r"
+_PENDING_FIELDS = 4
+#: A pending job's id as squeue prints it: ``123``, an array task ``123_4``, or the array's
+#: not yet split pending tasks on one line, ``123_[5-10%2]``.
+_PENDING_ID = re.compile(r"[0-9]+(?:_(?:[0-9]+|\[[0-9,%\-]+\]))?")
+_ISO_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
+
+
+def parse_start(text: str) -> str | None:
+    """SLURM's start estimate (``%S``) if it is an ISO 8601 time; ``None`` for ``N/A``,
+    ``Unknown``, empty or anything else."""
+    t = text.strip()
+    return t if _ISO_START.fullmatch(t) else None
+
+
+def parse_pending(stdout: str, job_id: str) -> PendingInfo | None:
+    """``job_id``'s place among the pending jobs of ``squeue -o PENDING_FORMAT`` output.
+
+    The lines are in squeue's order (``--sort=-p,i``: priority, then age). The
+    position counts the lines whose partitions share one with the job's (a job
+    may be pending in ``cpu,gpu``), each job once. ``None`` when the job is not
+    among them (no longer pending). Lines that cannot be read are skipped: this
+    only informs the user, it never fails a start.
+    """
+    rows: list[tuple[str, frozenset[str], str, str]] = []
+    seen: set[str] = set()
+    for line in stdout.splitlines():
+        fields = line.split("|", _PENDING_FIELDS - 1)
+        if len(fields) != _PENDING_FIELDS:
+            continue
+        jid, partition, start, reason = (f.strip() for f in fields)
+        parts = frozenset(p for p in partition.split(",") if p)
+        if not _PENDING_ID.fullmatch(jid) or not parts or jid in seen:
+            continue
+        seen.add(jid)
+        rows.append((jid, parts, start, reason))
+    mine = next((row for row in rows if row[0] == job_id), None)
+    if mine is None:
+        return None
+    _, my_parts, start, reason = mine
+    queue = [row[0] for row in rows if row[1] & my_parts]
+    return PendingInfo(
+        reason=_none_if_na(reason),
+        estimated_start=parse_start(start),
+        position=queue.index(job_id) + 1,
+        pending_in_partition=len(queue),
+        partition=",".join(sorted(my_parts)),
+    )
