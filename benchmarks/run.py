@@ -63,6 +63,7 @@ from typing import IO, Any
 
 import nodetunnel
 from nodetunnel.errors import NodetunnelError
+from nodetunnel.events import parse_json_output
 from nodetunnel.proc import Completed, NotReady, ProcessRef, run, wait_until
 from nodetunnel.sandbox.cluster import Sandbox, as_user_argv, check_prerequisites
 from nodetunnel.sandbox.topology import USERS, Paths
@@ -149,8 +150,8 @@ class Watched:
             lines = list(self.stdout)
             text = "".join(line for _, line in lines)
             if text.rstrip().endswith("}"):
-                with contextlib.suppress(ValueError):
-                    return json.loads(text), lines[-1][0]
+                with contextlib.suppress(ValueError):  # the progress events come first
+                    return parse_json_output(text)[1], lines[-1][0]
             if not self.running():
                 self._join()
                 raise BenchError(

@@ -11,7 +11,9 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
+from nodetunnel.events import parse_json_output
 from nodetunnel.proc import Completed, NotReady, ProcessRef, run, wait_until
 from nodetunnel.quoting import remote_command
 from nodetunnel.sandbox.cluster import Sandbox, as_user_argv
@@ -20,6 +22,11 @@ from nodetunnel.sandbox.topology import CGROUP_NAME, USERS
 ALICE, BOB = USERS
 CLUSTER_VENV = Path("/opt/nodetunnel-cluster-venv")  # built by scripts/setup
 LAPTOP_VENV = Path("/opt/nodetunnel-laptop-venv")
+
+
+def result_json(stdout: str) -> Any:
+    """The result object a ``--json`` start command printed, after its progress events."""
+    return parse_json_output(stdout)[1]
 
 
 def squeue(sb: Sandbox) -> list[str]:
@@ -196,9 +203,11 @@ class Cli:
     def __init__(self, user: str, argv: list[str]) -> None:
         self.user = user
         self.proc = popen_as_user(user, argv)
+        self.events: list[dict[str, object]] = []  # the --json progress events read so far
 
     def read_json(self, timeout_s: float = 90, *, allow_exit: bool = False) -> dict[str, object]:
-        """The JSON object the CLI prints once the app is reachable (raw reads: no buffering)."""
+        """The JSON object the CLI prints once the app is reachable (raw reads: no buffering);
+        the progress events before it are kept in :attr:`events`."""
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         deadline = time.monotonic() + timeout_s
@@ -214,7 +223,9 @@ class Cli:
                     break
                 buf += chunk
                 if buf.rstrip().endswith(b"}"):
-                    return json.loads(buf)  # type: ignore[no-any-return]
+                    with contextlib.suppress(ValueError):  # only events so far, or half an object
+                        self.events, result = parse_json_output(buf.decode())
+                        return result  # type: ignore[no-any-return]
             elif self.proc.poll() is not None:
                 break
         if allow_exit and self.proc.poll() is not None and not buf:

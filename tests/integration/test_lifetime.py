@@ -11,7 +11,7 @@ import pytest
 
 from nodetunnel.proc import wait_until
 
-from .helpers import ALICE, Cli, as_user, jupyter_argv, squeue, user_processes
+from .helpers import ALICE, Cli, as_user, jupyter_argv, result_json, squeue, user_processes
 from .test_jupyter import http_status, wait_no_jobs
 
 
@@ -65,7 +65,7 @@ def test_lease_keeps_the_job_while_kept_and_ends_it_when_nobody_does(
     lease_s = 12
     res = _nodetunnel(base, *jupyter_argv([], "--detach", "--lease", f"{lease_s}s"))
     assert res.returncode == 0, res.stderr
-    info = json.loads(res.stdout)
+    info = result_json(res.stdout)
     session_id = str(info["session_id"])
     token = str(info["url"]).split("token=", 1)[1]
     heartbeat = _session_home(sandbox, session_id) / "heartbeat"

@@ -24,6 +24,7 @@ from .helpers import (
     as_user,
     end_leftovers,
     jupyter_argv,
+    result_json,
     runtime_dir,
     squeue,
     state_dir,
@@ -66,7 +67,7 @@ def _start(base: list[str], user: str) -> tuple[str, dict[str, object], float]:
     started = time.monotonic()
     res = as_user(user, jupyter_argv(base, "--detach"), timeout_s=START_TIMEOUT_S)
     assert res.returncode == 0, f"{user}: exit {res.returncode}: {res.stderr}"
-    return user, json.loads(res.stdout), time.monotonic() - started
+    return user, result_json(res.stdout), time.monotonic() - started
 
 
 def _list(base: list[str], user: str) -> list[dict[str, object]]:

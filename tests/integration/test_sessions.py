@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nodetunnel.proc import NotReady, wait_until
 
-from .helpers import ALICE, Cli, as_user, jupyter_argv, squeue, user_processes
+from .helpers import ALICE, Cli, as_user, jupyter_argv, result_json, squeue, user_processes
 from .test_jupyter import http_status, wait_no_jobs
 
 
@@ -91,7 +91,7 @@ def test_detach_keeps_the_tunnel_up_and_heals_it(sandbox, laptop_nodetunnel):
     base = laptop_nodetunnel
     res = as_user(ALICE, jupyter_argv(base, "--detach"), timeout_s=120)
     assert res.returncode == 0, res.stderr
-    info = json.loads(res.stdout)
+    info = result_json(res.stdout)
     port = int(info["local_port"])
     token = str(info["url"]).split("token=", 1)[1]
     # The command has returned; the background process keeps the tunnel.
@@ -146,7 +146,7 @@ def test_keeper_killed_hard_then_attach_recovers(sandbox, laptop_nodetunnel):
     base = laptop_nodetunnel
     res = as_user(ALICE, jupyter_argv(base, "--detach"), timeout_s=120)
     assert res.returncode == 0, res.stderr
-    info = json.loads(res.stdout)
+    info = result_json(res.stdout)
     session_id = str(info["session_id"])
     # The background process recorded itself as the keeper before the command returned.
     assert _list(base)[0]["attached"]
@@ -176,7 +176,7 @@ def test_scancel_elsewhere_ends_a_detached_session(sandbox, laptop_nodetunnel):
     base = laptop_nodetunnel
     res = as_user(ALICE, jupyter_argv(base, "--detach"), timeout_s=120)
     assert res.returncode == 0, res.stderr
-    info = json.loads(res.stdout)
+    info = result_json(res.stdout)
     sandbox.run_in("gateway", ["scancel", str(info["job_id"])])
     # The background process notices (its tunnel ends with the job), cleans up and exits.
     wait_until(lambda: user_processes(ALICE) == [], timeout_s=30, what="nodetunnel to exit")
@@ -209,7 +209,7 @@ def test_a_session_started_on_another_laptop_is_listed_and_attachable(sandbox, l
     base = laptop_nodetunnel
     res = as_user(ALICE, jupyter_argv(base, "--detach", "--lease", "5m"), timeout_s=120)
     assert res.returncode == 0, res.stderr
-    info = json.loads(res.stdout)
+    info = result_json(res.stdout)
     session_id = str(info["session_id"])
     # A second laptop: its own session store and runtime directory, nothing known there.
     home = sandbox.paths.user_home(ALICE)
@@ -268,7 +268,7 @@ def test_a_frozen_tunnel_is_replaced(sandbox, laptop_nodetunnel):
     base = laptop_nodetunnel
     res = as_user(ALICE, jupyter_argv(base, "--detach"), timeout_s=120)
     assert res.returncode == 0, res.stderr
-    info = json.loads(res.stdout)
+    info = result_json(res.stdout)
     session_id = str(info["session_id"])
     port = int(info["local_port"])
     token = str(info["url"]).split("token=", 1)[1]
@@ -300,7 +300,7 @@ def test_ssh_config_entry_reaches_the_allocated_node_and_goes_with_the_session(
     base = laptop_nodetunnel
     res = as_user(ALICE, jupyter_argv(base, "--detach"), timeout_s=120)
     assert res.returncode == 0, res.stderr
-    info = json.loads(res.stdout)
+    info = result_json(res.stdout)
     session_id = str(info["session_id"])
     try:
         res = _nodetunnel(base, "ssh-config", session_id)

@@ -167,6 +167,7 @@ echo "ready"	# with a tab
 workdir = "/scratch/jdoe/project one"
 warn_before = "15m"
 lease = 45
+notify = false
 """,
     )
     settings = resolve(None, {}, path)
@@ -193,6 +194,7 @@ lease = 45
     assert settings.workdir == "/scratch/jdoe/project one"
     assert settings.warn_before_s == 900
     assert settings.lease_s == 45 * 60  # a bare number: minutes, as SLURM's --time
+    assert settings.notify is False
     assert all(source == src for _, _, source in settings.items())
     assert settings.config_exists
     assert settings.config_path == path

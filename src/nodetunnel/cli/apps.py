@@ -14,6 +14,7 @@ from ..apps.base import App, Param
 from ..config.fields import FIELDS, duration_s
 from ..fields import Field
 from . import cli
+from .live import follow_events
 from .output import announce, print_json, progress
 
 
@@ -54,6 +55,8 @@ def _field_option(field: Field) -> Callable[[Any], Any]:
         kw["type"] = click.IntRange(1)
     if field.kind == "str_list":
         kw["multiple"] = True
+    if field.kind == "bool":
+        kw["default"] = None  # not given: the profile decides
     return click.option(*field.flags, field.name, **kw)
 
 
@@ -183,16 +186,19 @@ def run_app(app: App, opts: dict[str, Any]) -> None:
         return
     session = Session(req, progress=None if opts["as_json"] else progress, notice=progress,
                       store=SessionStore())  # fmt: skip
+    notify = bool(settings.notify)
+    follow_events(session, as_json=opts["as_json"], notify=notify, foreground=True)
     with session:
         serve(session, session.start(), as_json=opts["as_json"], browser=not opts["no_browser"],
-              detach=opts["detach"])  # fmt: skip
+              detach=opts["detach"], notify=notify)  # fmt: skip
 
 
-def serve(session: Any, info: Any, *, as_json: bool, browser: bool, detach: bool = False) -> None:
+def serve(session: Any, info: Any, *, as_json: bool, browser: bool, detach: bool = False,
+          notify: bool = True) -> None:  # fmt: skip
     """Announce a reachable session, open the browser, keep the tunnel up until the job ends.
 
     With ``detach`` the background process takes the session over first, so
-    that what is announced is what runs.
+    that what is announced is what runs (and notifies, if ``notify``).
     """
     from .. import cli as root
     from ..session.fleet import keeper_command
@@ -200,6 +206,7 @@ def serve(session: Any, info: Any, *, as_json: bool, browser: bool, detach: bool
     keeper = None
     if detach:
         command, env = keeper_command(debug=root._debug)
+        command.append("--notify" if notify else "--no-notify")
         keeper = session.detach(command, env=env)
     if as_json:
         print_json(info.to_json())

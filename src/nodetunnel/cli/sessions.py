@@ -105,6 +105,12 @@ def list_sessions(
     metavar="NAME",
     help="Where to look for a session started on another machine (default: your default cluster).",
 )
+@click.option(
+    "--notify/--no-notify",
+    default=None,
+    help="Desktop notifications before the time limit and when the session ends unexpectedly "
+    "(default: the profile's notify key, else on).",
+)
 @_config_file_option
 def attach(
     session_id: str,
@@ -113,6 +119,7 @@ def attach(
     detach: bool,
     take_over: int | None,
     cluster: str | None,
+    notify: bool | None,
     config_file: Path | None,
 ) -> None:
     """Re-open the tunnel of a running session and open it in the browser.
@@ -132,11 +139,15 @@ def attach(
     from ..session.fleet import prepare_attach
     from ..state import SessionStore
     from .apps import serve
+    from .live import follow_events, notify_setting
 
     store = SessionStore()
     if take_over is not None:  # this is the background process of a detached session
         use_timestamps()
-        session = Session.resume(store.find(session_id), progress=progress, store=store)
+        record = store.find(session_id)
+        session = Session.resume(record, progress=progress, store=store)
+        follow_events(session, as_json=False, foreground=False,
+                      notify=notify_setting(notify, record.cluster, config_file))  # fmt: skip
         session.adopt(take_over)  # a failure here touches nothing of the session
         with session:
             progress(session.watch())
@@ -150,9 +161,11 @@ def attach(
         progress(f"ended the tunnel left by a stopped nodetunnel (PID {found.ended_orphan})")
     session = Session.resume(record, progress=None if as_json else progress, notice=progress,
                              store=store)  # fmt: skip
+    notify = notify_setting(notify, record.cluster, config_file)
+    follow_events(session, as_json=as_json, notify=notify, foreground=True)
     with session:
         serve(session, session.reattach(), as_json=as_json, browser=not no_browser,
-              detach=detach)  # fmt: skip
+              detach=detach, notify=notify)  # fmt: skip
 
 
 @cli.command("open")

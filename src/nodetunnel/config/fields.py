@@ -84,6 +84,13 @@ FIELDS: tuple[Field, ...] = (
           "Cancel the job when no nodetunnel has kept the session for this long (e.g. "
           "30m), so a lost laptop does not leave it running; the tunnel keeper checks in.",
           "DURATION"),
+    Field("notify", "bool", "session",
+          "desktop notifications: a job that waited in the queue has started and its app is "
+          "ready, the time-limit warning, a session that ended unexpectedly (unset: true)",
+          "false", ("--notify/--no-notify",),
+          "Desktop notifications (and a terminal bell) when a job that waited in the queue "
+          "starts and its app is ready, before the time limit, and when the session ends "
+          "unexpectedly; where there is no notification service, nothing.  [default: notify]"),
 )
 # fmt: on
 #: The value of a field that is not set anywhere.
@@ -93,6 +100,7 @@ DEFAULTS: dict[str, Any] = {
     "sbatch_args": (),
     "scheduler": "slurm",
     "job_check_interval_s": 60,
+    "notify": True,
     "multiplex": os.name != "nt",  # Windows' OpenSSH has no connection sharing
 }  # fmt: skip
 _FIELDS_BY_NAME = {f.name: f for f in FIELDS}

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import NodetunnelError, PortInUse, SshError, WaitTimeout
+from ..events import ENDED, WALLTIME_WARNING
 from ..proc import NotReady, wait_until
 from ..scheduler.base import JobState
 from .tunnel import choose_local_port
@@ -72,7 +73,27 @@ def job_end_message(job_id: str, state: JobState) -> str:
     return f"job {job_id} {words} ({state.value}); the session is over"
 
 
+#: A job that ends in these states ended the way its user meant (stopped, or the app quit);
+#: any other end (the time limit, a node failure, the lease, a lost tunnel) is unexpected.
+EXPECTED_ENDS = frozenset({JobState.CANCELLED, JobState.COMPLETED})
+
+
 def watch(session: Session, *, poll_s: float = POLL_S) -> str:
+    """Keep the tunnel up until the job ends; return why it ended (an ``ended`` event says it
+    too, with whether it was expected). Ctrl-C propagates; an error ends the session with an
+    unexpected ``ended`` event, then propagates.
+    """
+    try:
+        why, state, lease_end = _watch(session, poll_s=poll_s)
+    except NodetunnelError as exc:
+        session._emit(ENDED, state=None, expected=False, message=exc.message)
+        raise
+    expected = state in EXPECTED_ENDS and not lease_end
+    session._emit(ENDED, state=state.value, expected=expected, message=why)
+    return why
+
+
+def _watch(session: Session, *, poll_s: float) -> tuple[str, JobState, bool]:
     """Keep the tunnel up until the job ends; return why it ended. Ctrl-C propagates.
 
     The tunnel's own failure is the main signal: keepalives end it when the
@@ -110,12 +131,14 @@ def watch(session: Session, *, poll_s: float = POLL_S) -> str:
             if warn_at is not None and end is not None and time.time() >= warn_at:
                 warn_at = None
                 session._notice(walltime_warning(job_id, end))
+                session._emit(WALLTIME_WARNING, time_left_s=max(0, round(end - time.time())),
+                              message=walltime_warning(job_id, end))  # fmt: skip
             beat_if_due(session)
             if time.monotonic() < next_check:
                 time.sleep(poll_s)
                 continue
             next_check = time.monotonic() + req.job_check_interval_s
-        finished = job_finished(session, job_id)
+        finished = job_end(session, job_id)
         if finished:
             session.job_ended = True
             return finished
@@ -140,6 +163,13 @@ def beat_if_due(session: Session, *, timeout_s: float = 30) -> None:
 
 def job_finished(session: Session, job_id: str) -> str | None:
     """Why the job has ended, or None if it runs or the scheduler cannot be asked now."""
+    end = job_end(session, job_id)
+    return end[0] if end else None
+
+
+def job_end(session: Session, job_id: str) -> tuple[str, JobState, bool] | None:
+    """Why the job has ended, its state, and whether its lease ended it; or None if it runs
+    or the scheduler cannot be asked now."""
     try:
         status = session.scheduler.status_of(job_id)
     except NodetunnelError as exc:  # no network, a busy controller: ask again later
@@ -149,7 +179,7 @@ def job_finished(session: Session, job_id: str) -> str | None:
     if status.state in _REQUEUED:  # watch() runs only after the job ran
         session.requeued = True
         return (f"job {job_id} was requeued by SLURM ({status.state.value}); its app is "
-                "gone, so nodetunnel cancels it")  # fmt: skip
+                "gone, so nodetunnel cancels it", status.state, False)  # fmt: skip
     if not status.state.finished:
         return None
     why = job_end_message(job_id, status.state)
@@ -157,8 +187,8 @@ def job_finished(session: Session, job_id: str) -> str | None:
         with contextlib.suppress(NodetunnelError):
             ended = session.ended_reason()  # written by the job when its lease expired
             if ended:
-                why = f"job {job_id} ended: {ended}"
-    return why
+                return f"job {job_id} ended: {ended}", status.state, True
+    return why, status.state, False
 
 
 def reconnect(session: Session, info: SessionInfo) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import html
 import math
 import os
 import secrets
@@ -30,6 +29,7 @@ from ..errors import (
     TunnelError,
     UsageError,
 )
+from ..events import READY, RUNNING, Event
 from ..proc import NotReady, ProcessRef, spawn, wait_until
 from ..scheduler import make_scheduler
 from ..scheduler.base import JobRequest, JobState, Scheduler
@@ -41,22 +41,10 @@ from .jobscript import render_body
 from .model import Endpoint, LaunchRequest, SessionInfo, job_name_for
 from .remote import ENDED, JOB_LOG, RemoteDir, remove_dirs
 from .startup import Fallback, Watch, wait_published, wait_running, while_starting
-from .tunnel import Tunnel, choose_local_port, sigint_deferred
+from .tunnel import Tunnel, choose_local_port, redirect_page, sigint_deferred
 
 Progress = Callable[[str], None]
 RECONNECT_TIMEOUT_S = 300.0  # in the foreground; a detached session tries as long as the job runs
-
-
-def redirect_page(path: Path, url: str, title: str) -> Path:
-    """Write a 0600 page at ``path`` that sends the browser to ``url`` (token stays out of argv)."""
-    href = html.escape(url, quote=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(
-            f'<!DOCTYPE html><meta http-equiv="refresh" content="0; url={href}">'
-            f'<a href="{href}">Open {html.escape(title)}</a>\n'
-        )
-    return path
 
 
 def walltime_end(time_left_s: int | None) -> float | None:
@@ -76,6 +64,9 @@ def default_transport(
 
 class Session:
     """An app in a batch job on a compute node, forwarded to 127.0.0.1 on this machine."""
+
+    #: Called with each :class:`~nodetunnel.events.Event` (start-up, warnings, the end).
+    on_event: Callable[[Event], None] | None = None
 
     def __init__(
         self,
@@ -191,6 +182,10 @@ class Session:
         self.local_dir.mkdir(mode=0o700, exist_ok=True)  # the tunnel's log, the browser page
         self._connected = True
 
+    def _emit(self, kind: str, **data: object) -> None:
+        if self.on_event is not None:
+            self.on_event(Event(kind, self.session_id, self.job_id, data))
+
     def _new_tunnel(self, node: str, remote: str) -> Tunnel:
         return Tunnel(self.transport, self.app, self.token, node=node, remote=remote,
                       local_dir=self.local_dir, say=self._say)  # fmt: skip
@@ -270,6 +265,8 @@ class Session:
             time_left_s=status.time_left_s,
         )
         self.save_record(walltime_end=walltime_end(status.time_left_s))
+        self._emit(READY, app=self.app.name, url=self.info.url.split("?", 1)[0],
+                   local_port=port, node=node, elapsed_s=watch.elapsed_s())  # fmt: skip
         return self.info
 
     def _tunnel_to(self, endpoint: Endpoint, watch: Watch) -> int:
@@ -325,6 +322,7 @@ class Session:
                 hint="stop the session with 'nodetunnel stop' and start a new one",
             )
         self._say(f"job {job_id} is running on {record.node}; opening the tunnel")
+        self._emit(RUNNING, node=record.node, elapsed_s=None)
         self.tunnel = self._new_tunnel(record.node, record.remote)
         port = self.tunnel.open_on_a_port(None, prefer=record.local_port)
         self.info = SessionInfo(
@@ -338,6 +336,8 @@ class Session:
             time_left_s=status.time_left_s,
         )
         self.save_record(walltime_end=walltime_end(status.time_left_s))
+        self._emit(READY, app=self.app.name, url=self.info.url.split("?", 1)[0],
+                   local_port=port, node=record.node, elapsed_s=None)  # fmt: skip
         return self.info
 
     def watch(self) -> str:

@@ -26,8 +26,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import CommandTimeout, JobFailed, SchedulerError
+from ..events import PENDING, RUNNING, SUBMITTED
 from ..proc import NotReady, wait_until
-from ..scheduler.base import JobState, JobStatus
+from ..scheduler.base import JobState, JobStatus, PendingInfo
 from .model import Endpoint
 
 if TYPE_CHECKING:
@@ -39,6 +40,11 @@ ENDPOINT_CHECK_S = 3.0  # ... then this often (never sooner: a missing name may 
 TRANSIENT_FAILURES = 5  # scheduler errors in a row during the start before it gives up
 EAGER_PENDING_S = 60.0  # a pending job is asked about often for this long (it may start soon)...
 PATIENT_QUERY_S = 30.0  # ...then at most this often, while its endpoint file is looked at
+# The queue (the partition's pending jobs: position, estimate) is asked only with a pending
+# poll: first once the job has waited this long (most jobs start before), then again when the
+# reason changes or this long has passed (SLURM's estimate is N/A until its backfill pass).
+QUEUE_FIRST_S = 2.0
+QUEUE_EVERY_S = 15.0
 _HINT = "the cluster may be busy: raise --timeout, or ask for fewer resources"
 
 
@@ -58,10 +64,58 @@ class Watch:
         self.job_id = job_id
         self.last_line = ""
         self.failures = 0
-        self.deadline = time.monotonic() + session.req.start_timeout_s
+        self.submitted = time.monotonic()
+        self.deadline = self.submitted + session.req.start_timeout_s
+        self._shown: tuple[str, PendingInfo | None] | None = None  # what the last line said
+        self._place: PendingInfo | None = None  # the job's place in the queue, when last asked
+        self._place_asked = (-math.inf, "")  # when, and the reason then
+        self._running_told = False
+        session._emit(SUBMITTED, elapsed_s=0.0)
 
     def left_s(self) -> float:
         return max(1.0, self.deadline - time.monotonic())
+
+    def elapsed_s(self) -> float:
+        """Seconds since the job was submitted (tenths)."""
+        return round(time.monotonic() - self.submitted, 1)
+
+    def place(self, status: JobStatus) -> PendingInfo | None:
+        """The pending job's place in the queue, asked at a bounded rate (see QUEUE_EVERY_S)."""
+        now, reason = time.monotonic(), status.reason or ""
+        if now - self.submitted < QUEUE_FIRST_S:
+            return None
+        asked_at, asked_reason = self._place_asked
+        if now - asked_at >= QUEUE_EVERY_S or reason != asked_reason:
+            self._place_asked = (now, reason)
+            with contextlib.suppress(SchedulerError, CommandTimeout):  # informational only
+                self._place = self.session.scheduler.pending_info(self.job_id)
+        return self._place
+
+    def show(self, status: JobStatus) -> None:
+        """A progress line and an event, only when what they say has changed."""
+        session = self.session
+        waiting = status.state.active and status.state not in _STARTED and not self._running_told
+        place = self.place(status) if status.state is JobState.PENDING else None
+        shown = (status.describe(), place)
+        if shown == self._shown:
+            return
+        self._shown = shown
+        self.last_line = f"job {self.job_id}: {status.describe()}"
+        if place is not None and place.describe():
+            self.last_line += f", {place.describe()}"
+        if waiting:
+            self.last_line += f" (waiting {self.elapsed_s():.0f} s)"
+        session._say(self.last_line)
+        if waiting:
+            session._emit(PENDING, state=status.state.value, reason=status.reason,
+                          estimated_start=place.estimated_start if place else None,
+                          position=place.position if place else None,
+                          pending_in_partition=place.pending_in_partition if place else None,
+                          partition=place.partition if place else None,
+                          elapsed_s=self.elapsed_s())  # fmt: skip
+        elif status.state is JobState.RUNNING and status.node and not self._running_told:
+            self._running_told = True
+            session._emit(RUNNING, node=status.node, elapsed_s=self.elapsed_s())
 
     def ask(self) -> JobStatus:
         """The scheduler's view, as a progress line; a job that ended raises JobFailed."""
@@ -75,15 +129,7 @@ class Watch:
             session._notice(f"could not ask about job {job_id} (will retry): {exc.message}")
             raise NotReady(exc.message) from exc
         self.failures = 0
-        line = f"job {job_id}: {status.describe()}"
-        if line != self.last_line:
-            self.last_line = line
-            if status.state == JobState.PENDING:  # one estimate per change of reason
-                with contextlib.suppress(SchedulerError, CommandTimeout):
-                    estimate = session.scheduler.start_estimate(job_id)
-                    if estimate:
-                        line += f", expected to start {estimate}"
-            session._say(line)
+        self.show(status)
         # COMPLETING: the job's script has ended and SLURM is cleaning up, which can take
         # seconds; the app will not start, so that is reported at once.
         if status.state.finished or status.state is JobState.COMPLETING:
@@ -170,6 +216,10 @@ def while_starting(watch: Watch) -> Callable[[], None]:
                 raise Fallback(endpoint)
 
     return check
+
+
+# Past the queue: once seen in these states, a job is no longer "waiting" (pending events end).
+_STARTED = frozenset({JobState.RUNNING, JobState.COMPLETING})
 
 
 def _what(watch: Watch) -> str:

@@ -9,7 +9,9 @@ it as the app's recipe says it should.
 from __future__ import annotations
 
 import contextlib
+import html
 import http.client
+import os
 import signal
 import socket
 import threading
@@ -24,6 +26,18 @@ from ..transport.base import Transport
 
 PORT_ATTEMPTS = 5
 Say = Callable[[str], None]
+
+
+def redirect_page(path: Path, url: str, title: str) -> Path:
+    """Write a 0600 page at ``path`` that sends the browser to ``url`` (token stays out of argv)."""
+    href = html.escape(url, quote=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(
+            f'<!DOCTYPE html><meta http-equiv="refresh" content="0; url={href}">'
+            f'<a href="{href}">Open {html.escape(title)}</a>\n'
+        )
+    return path
 
 
 def port_is_free(port: int) -> bool:

@@ -1,0 +1,78 @@
+"""What a command does with a session's events: JSON lines under --json, notifications."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from .output import progress, say
+
+
+class JsonEvents:
+    """Under ``--json``: each start-up event as one JSON line on stdout, until ``ready``
+    (the result object follows it; later events are not printed)."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def __call__(self, event: Any) -> None:
+        from ..events import READY, STARTUP_KINDS
+
+        if self.done or event.kind not in STARTUP_KINDS:
+            return
+        self.done = event.kind == READY
+        with contextlib.suppress(OSError):  # a reader that went away loses the line only
+            click.echo(event.json_line())
+            sys.stdout.flush()
+
+
+def _bell() -> None:
+    with contextlib.suppress(OSError):
+        click.echo("\a", err=True, nl=False)
+
+
+def follow_events(session: Any, *, as_json: bool, notify: bool, foreground: bool) -> None:
+    """Give ``session`` an ``on_event`` handler: JSON lines (``as_json``) and notifications
+    (``notify``; a terminal bell too in the ``foreground`` on a terminal). A notification
+    that no service took is logged where nobody watches a terminal (the detached keeper's
+    log), and with ``--debug``."""
+    from .. import cli as root
+
+    handlers: list[Callable[[Any], None]] = []
+    if as_json:
+        handlers.append(JsonEvents())
+    if notify:
+        from ..notify import Notifications, make_notifier
+
+        bell = _bell if foreground and sys.stderr.isatty() else None
+        log = progress if not foreground or root._debug else None
+        handlers.append(Notifications(make_notifier(), bell=bell, log=log))
+    if not handlers:
+        return
+
+    def on_event(event: Any) -> None:
+        for handler in handlers:
+            try:
+                handler(event)
+            except Exception as exc:  # showing an event must never break the session
+                if root._debug:
+                    say(f"debug: event handler failed: {exc!r}")
+
+    session.on_event = on_event
+
+
+def notify_setting(given: bool | None, cluster: str | None, config_file: Any) -> bool:
+    """``--notify/--no-notify`` if given, else the ``notify`` key of the cluster's profile."""
+    if given is not None:
+        return given
+    from .. import config
+    from ..errors import UsageError
+
+    try:
+        return bool(config.resolve(cluster, {}, config_file).notify)
+    except UsageError:  # a profile that went away since the session started: the default
+        return True
