@@ -65,8 +65,8 @@ class Event:
                 **self.data}  # fmt: skip
 
     def json_line(self) -> str:
-        """The event as one line of JSON (``--json`` prints one per event)."""
-        return json.dumps(self.to_json(), sort_keys=True, separators=(", ", ": "))
+        """The event as one line of JSON, ``event`` first (``--json`` prints one per event)."""
+        return json.dumps(self.to_json())
 
 
 def parse_json_output(text: str) -> tuple[list[dict[str, Any]], Any]:

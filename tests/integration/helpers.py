@@ -7,9 +7,12 @@ import json
 import os
 import pwd
 import select
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,22 @@ LAPTOP_VENV = Path("/opt/nodetunnel-laptop-venv")
 def result_json(stdout: str) -> Any:
     """The result object a ``--json`` start command printed, after its progress events."""
     return parse_json_output(stdout)[1]
+
+
+@contextlib.contextmanager
+def recorded_notifications(base: list[str], user: str = ALICE) -> Iterator[tuple[list[str], Path]]:
+    """``base`` (an ``env ... nodetunnel`` argv) that records its notifications instead of
+    showing them (``NODETUNNEL_NOTIFIER=record:PATH``), and PATH, in a directory of ``user``'s
+    removed afterwards."""
+    notes_dir = Path(tempfile.mkdtemp(prefix="nodetunnel-notes-", dir="/var/tmp"))
+    try:
+        account = pwd.getpwnam(user)
+        os.chown(notes_dir, account.pw_uid, account.pw_gid)
+        notes = notes_dir / "notes.jsonl"
+        assert base[0] == "env"
+        yield ["env", f"NODETUNNEL_NOTIFIER=record:{notes}", *base[1:]], notes
+    finally:
+        shutil.rmtree(notes_dir, ignore_errors=True)
 
 
 def squeue(sb: Sandbox) -> list[str]:
@@ -204,6 +223,37 @@ class Cli:
         self.user = user
         self.proc = popen_as_user(user, argv)
         self.events: list[dict[str, object]] = []  # the --json progress events read so far
+        self._out = b""  # stdout read so far
+        self._parsed = 0  # how much of it wait_event has read as event lines
+
+    def wait_event(self, matches: Any, timeout_s: float = 90) -> dict[str, object]:
+        """The first ``--json`` progress event (a line of stdout) for which ``matches`` is true,
+        reading stdout as it comes; every event read is kept in :attr:`events`."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            while (end := self._out.find(b"\n", self._parsed)) != -1:
+                try:
+                    event = json.loads(self._out[self._parsed : end])
+                except ValueError:
+                    break  # the first line of the result object: read_json's
+                if not (isinstance(event, dict) and "event" in event):
+                    break
+                self._parsed = end + 1
+                self.events.append(event)
+                if matches(event):
+                    return event  # type: ignore[no-any-return]
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise AssertionError(f"no such event within {timeout_s} s; events: "
+                                     f"{self.events}; stderr: {self.stderr()}")  # fmt: skip
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    continue  # end of output: poll() tells above
+                self._out += chunk
 
     def read_json(self, timeout_s: float = 90, *, allow_exit: bool = False) -> dict[str, object]:
         """The JSON object the CLI prints once the app is reachable (raw reads: no buffering);
@@ -211,7 +261,11 @@ class Cli:
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         deadline = time.monotonic() + timeout_s
-        buf = b""
+        buf = self._out  # what wait_event read already
+        if buf.rstrip().endswith(b"}"):
+            with contextlib.suppress(ValueError):
+                self.events, result = parse_json_output(buf.decode())
+                return result  # type: ignore[no-any-return]
         while time.monotonic() < deadline:
             ready, _, _ = select.select([fd], [], [], 0.5)
             if ready:
@@ -222,6 +276,7 @@ class Cli:
                         return {}
                     break
                 buf += chunk
+                self._out = buf
                 if buf.rstrip().endswith(b"}"):
                     with contextlib.suppress(ValueError):  # only events so far, or half an object
                         self.events, result = parse_json_output(buf.decode())

@@ -9,9 +9,19 @@ import time
 
 import pytest
 
+from nodetunnel.notify.testing import read_records
 from nodetunnel.proc import wait_until
 
-from .helpers import ALICE, Cli, as_user, jupyter_argv, result_json, squeue, user_processes
+from .helpers import (
+    ALICE,
+    Cli,
+    as_user,
+    jupyter_argv,
+    recorded_notifications,
+    result_json,
+    squeue,
+    user_processes,
+)
 from .test_jupyter import http_status, wait_no_jobs
 
 
@@ -32,16 +42,21 @@ def _session_home(sandbox, session_id: str):
 def test_walltime_warning_then_clean_end(sandbox, laptop_nodetunnel):
     base = laptop_nodetunnel
     started = time.monotonic()
-    cli = Cli(ALICE, jupyter_argv(base, "--time", "1", "--warn-before", "30s"))
-    try:
-        info = cli.read_json()
-        # SLURM ends the job at its one-minute limit (its time-limit check runs every 30 s).
-        code = cli.proc.wait(timeout=150)
-    except BaseException:
-        cli.stop()
-        raise
+    with recorded_notifications(base) as (noting, notes):
+        cli = Cli(ALICE, jupyter_argv(noting, "--time", "1", "--warn-before", "30s"))
+        try:
+            info = cli.read_json()
+            # SLURM ends the job at its one-minute limit (its time-limit check runs every 30 s).
+            code = cli.proc.wait(timeout=150)
+        except BaseException:
+            cli.stop()
+            raise
+        records = read_records(notes)
     took = time.monotonic() - started
     err = cli.stderr()
+    # Notified: the warning, then the end (unexpected: the time limit); the start was at once.
+    assert [r["kind"] for r in records] == ["walltime_warning", "ended"], records
+    assert "reached its time limit (TIMEOUT)" in records[1]["message"]
     assert code == 0, err
     lines = err.splitlines()
     warned = [i for i, ln in enumerate(lines) if "reaches its time limit in" in ln]
