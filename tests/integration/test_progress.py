@@ -3,6 +3,7 @@ events, then RUNNING once the jobs ahead of it are gone; the "job started" notif
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from nodetunnel.notify.testing import read_records
@@ -43,7 +44,9 @@ def _pending_then_running(sandbox, base: list[str], notes: Path) -> None:
         assert str(estimated["estimated_start"])[:2] == "20"  # an ISO 8601 time
         assert read_records(notes) == []  # nothing to notify while it waits
         sandbox.run_in("gateway", ["scancel", "--user", BOB])  # the queue clears
+        cancelled = time.monotonic()
         running = cli.wait_event(lambda e: e["event"] == "running", timeout_s=60)
+        running_after_s = time.monotonic() - cancelled
         assert running["node"] in ("node1", "node2")
         ready = cli.wait_event(lambda e: e["event"] == "ready", timeout_s=120)
         info = cli.read_json()
@@ -61,6 +64,10 @@ def _pending_then_running(sandbox, base: list[str], notes: Path) -> None:
         assert [r["kind"] for r in records] == ["running", "ready"]
         assert records[0]["title"] == f"Job {info['job_id']} started"
         assert len({r["pid"] for r in records}) == 1
+        print(f"pending: first event at {first['elapsed_s']} s, position at "
+              f"{placed['elapsed_s']} s, SLURM's estimate at {estimated['elapsed_s']} s; running "
+              f"{running_after_s:.1f} s after the cancel, ready at {ready['elapsed_s']} s; "
+              f"{len(cli.events)} events")  # fmt: skip
         assert cli.interrupt() == 130
         err = cli.stderr()
     except BaseException:
