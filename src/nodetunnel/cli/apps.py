@@ -93,6 +93,16 @@ def _session_options(f: Any) -> Any:
             "the port, so the token is all that protects it).",
         ),
         click.option(
+            "--with",
+            "with_apps",
+            multiple=True,
+            metavar="NAME[:ARGS]",
+            help="Also start another app in the same job, on its own private socket (or "
+            "port), forwarded to its own local port; ARGS as after 'nodetunnel NAME' (its own "
+            "arguments only). Repeatable. E.g. --with tensorboard:'--logdir runs', "
+            "--with 'run:python -m http.server --bind 127.0.0.1 {port}'.",
+        ),
+        click.option(
             "--keep",
             is_flag=True,
             help="Leave the job running when nodetunnel exits (default: cancel it).",
@@ -160,7 +170,9 @@ def run_app(app: App, opts: dict[str, Any]) -> None:
     from ..errors import UsageError
     from ..session import Environment, LaunchRequest, Session, plan
     from ..state import SessionStore
+    from .withapps import parse as parse_with
 
+    extras = parse_with(opts.pop("with_apps", ()))
     overrides = {k: opts[k] for k in config.APP_KEYS}
     settings = config.resolve(opts["cluster"], overrides, opts["config_file"], app=app.name)
     if not settings.jump:
@@ -176,7 +188,7 @@ def run_app(app: App, opts: dict[str, Any]) -> None:
         app=app, cluster=settings.cluster_ref, job=settings.job_request("nodetunnel"), env=env,
         local_port=opts["port"], start_timeout_s=opts["timeout_s"], keep=opts["keep"],
         tcp=opts["tcp"], warn_before_s=settings.warn_before_s, lease_s=settings.lease_s,
-        job_check_interval_s=settings.job_check_interval_s,
+        job_check_interval_s=settings.job_check_interval_s, extras=extras,
     )  # fmt: skip
     if opts["dry_run"]:
         click.echo(plan(req), nl=False)

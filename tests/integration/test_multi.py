@@ -1,0 +1,109 @@
+"""Several apps in one job on the mini-cluster: JupyterLab with TensorBoard (``--with``), each
+on its own private socket and local port over one tunnel, listed, opened, ended by one stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import urllib.parse
+from pathlib import Path
+
+from nodetunnel.proc import NotReady, wait_until
+from nodetunnel.session import port_is_free
+
+from .helpers import (
+    ALICE,
+    CLUSTER_VENV,
+    Cli,
+    as_user,
+    node_processes,
+    squeue,
+    state_dir,
+    user_processes,
+)
+from .test_apps import _write_event_file, get
+
+
+def _nodetunnel(base: list[str], *args: str):
+    return as_user(ALICE, [*base, *args], timeout_s=120)
+
+
+def _alices(path) -> None:
+    os.chown(path, pwd.getpwnam(ALICE).pw_uid, pwd.getpwnam(ALICE).pw_gid)
+
+
+def test_jupyter_with_tensorboard_one_tunnel_one_stop(sandbox, laptop_nodetunnel):
+    base = laptop_nodetunnel
+    logdir = sandbox.paths.user_home(ALICE) / "multi-tb-logs"
+    (logdir / "run1").mkdir(parents=True, exist_ok=True)
+    _write_event_file(logdir / "run1")
+    for path in (logdir, *logdir.rglob("*")):
+        _alices(path)
+    argv = [*base, "jupyter", "--cluster", "sandbox", "--venv", str(CLUSTER_VENV),
+            "--no-browser", "--json", "--keep", "--with", f"tensorboard:--logdir {logdir}"]  # fmt: skip
+    cli = Cli(ALICE, argv)
+    try:
+        info = cli.read_json(timeout_s=180)
+        (tb,) = info["extras"]
+        assert tb["app"] == "tensorboard"
+        ports = [int(info["local_port"]), int(tb["local_port"])]
+        assert ports[0] != ports[1]
+        # Both through the one tunnel: JupyterLab with its token, TensorBoard listing the run.
+        token = urllib.parse.parse_qs(urllib.parse.urlsplit(str(info["url"])).query)["token"][0]
+        assert get(f"http://127.0.0.1:{ports[0]}/api/status?token={token}")[0] == 200
+        assert get(f"http://127.0.0.1:{ports[0]}/api/status")[0] == 403
+
+        def lists_the_run() -> bool:
+            status, runs = get(f"http://127.0.0.1:{ports[1]}/data/runs")
+            if status != 200 or "run1" not in runs:
+                raise NotReady(f"HTTP {status}: {runs[:200]}")
+            return True
+
+        wait_until(lists_the_run, timeout_s=60, what="TensorBoard to list run1")
+        record = json.loads((state_dir(ALICE) / f"{info['session_id']}.json").read_text())
+        tunnel = Path(f"/proc/{record['tunnel_pid']}/cmdline").read_bytes().split(b"\0")
+        assert tunnel.count(b"-L") == 2  # one ssh to the node, two forwards
+        # Each app on its own socket in the job's one private directory.
+        remote = str(info["remote"])
+        assert str(tb["remote"]) == remote[:-2] + "/s1"
+
+        # list shows every URL (without the token); open picks an app.
+        res = _nodetunnel(base, "list", "--json")
+        assert res.returncode == 0, res.stderr
+        (row,) = json.loads(res.stdout)
+        assert [e["app"] for e in row["extras"]] == ["tensorboard"]
+        assert row["extras"][0]["url"] == f"http://127.0.0.1:{ports[1]}/"
+        assert "token=" not in res.stdout
+        res = _nodetunnel(base, "list")
+        assert f"tensorboard: http://127.0.0.1:{ports[1]}/" in res.stdout
+        res = as_user(ALICE, ["env", "BROWSER=true", *base, "open", str(info["session_id"]),
+                              "tensorboard"], timeout_s=60)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip() == f"http://127.0.0.1:{ports[1]}/"
+
+        # Leave (--keep), then attach: the one tunnel comes back with every app.
+        assert cli.interrupt() == 130
+        cli = Cli(ALICE, [*base, "attach", str(info["session_id"]), "--no-browser", "--json"])
+        again = cli.read_json(timeout_s=60)
+        assert [e["local_port"] for e in again["extras"]] == [ports[1]]
+        wait_until(lists_the_run, timeout_s=30, what="TensorBoard to list run1 after attach")
+
+        # One stop ends both apps, the job, the tunnel and the attached command.
+        node = str(info["node"])
+        assert len(node_processes(ALICE, node)) >= 2
+        res = _nodetunnel(base, "stop", str(info["session_id"]))
+        assert res.returncode == 0, res.stderr
+        cli.proc.wait(timeout=30)
+    except BaseException:
+        cli.stop()
+        raise
+    finally:
+        shutil.rmtree(logdir, ignore_errors=True)
+    wait_until(lambda: not squeue(sandbox) and not user_processes(ALICE)
+               and not node_processes(ALICE, node), timeout_s=30,
+               what="the job, its apps and the tunnel to be gone")  # fmt: skip
+    assert all(port_is_free(p) for p in ports)
+    res = sandbox.run_in(node, ["sh", "-c", f"ls -d {remote[:-2]} 2>/dev/null || true"])
+    assert res.strip() == ""  # the private directory on the node is gone
