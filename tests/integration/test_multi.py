@@ -1,5 +1,6 @@
 """Several apps in one job on the mini-cluster: JupyterLab with TensorBoard (``--with``), each
-on its own private socket and local port over one tunnel, listed, opened, ended by one stop."""
+on its own private socket and local port over one tunnel, listed, opened, ended by one stop;
+and another user with a job on the same node, who reaches none of the private endpoints."""
 
 from __future__ import annotations
 
@@ -15,15 +16,19 @@ from nodetunnel.session import port_is_free
 
 from .helpers import (
     ALICE,
+    BOB,
     CLUSTER_VENV,
     Cli,
     as_user,
     node_processes,
+    sbatch,
     squeue,
     state_dir,
     user_processes,
+    user_ssh,
+    wait_job,
 )
-from .test_apps import _write_event_file, get
+from .test_apps import SEED_DASH, SEED_STREAMLIT, SOCKET_APP, _write_event_file, get
 
 
 def _nodetunnel(base: list[str], *args: str):
@@ -107,3 +112,88 @@ def test_jupyter_with_tensorboard_one_tunnel_one_stop(sandbox, laptop_nodetunnel
     assert all(port_is_free(p) for p in ports)
     res = sandbox.run_in(node, ["sh", "-c", f"ls -d {remote[:-2]} 2>/dev/null || true"])
     assert res.strip() == ""  # the private directory on the node is gone
+
+
+#: Run as the other user on the node: connect to each socket path / port given, one line each.
+_PROBE = """
+import socket, sys
+for target in sys.argv[1:]:
+    if target.startswith("/"):
+        s = socket.socket(socket.AF_UNIX)
+        address = target
+    else:
+        s = socket.socket()
+        address = ("127.0.0.1", int(target.rsplit(":", 1)[1]))
+    try:
+        s.settimeout(5)
+        s.connect(address)
+        s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        answer = s.recv(100).split(b"\\r\\n")[0].decode(errors="replace")
+        print(f"{target} REACHED {answer}")
+    except OSError as exc:
+        print(f"{target} REFUSED {type(exc).__name__}")
+    finally:
+        s.close()
+"""
+
+
+def test_another_user_on_the_node_reaches_no_private_endpoint(sandbox, laptop_nodetunnel):
+    """One job holds every recipe (one more app each, --with); bob, with his own job on the
+    same node, tries each endpoint: every socket refuses him; the one app on a port without a
+    password (run with {port}) reaches him, as its one-line warning says."""
+    home = sandbox.paths.user_home(ALICE)
+    files = {"multi_dash.py": SEED_DASH, "multi_streamlit.py": SEED_STREAMLIT,
+             "multi_socket_app.py": SOCKET_APP}  # fmt: skip
+    for name, text in files.items():
+        (home / name).write_text(text)
+        _alices(home / name)
+    logdir = home / "multi-tb-empty"
+    logdir.mkdir(exist_ok=True)
+    _alices(logdir)
+    withs = ["notebook", f"streamlit:{home}/multi_streamlit.py", f"dash:{home}/multi_dash.py",
+             f"tensorboard:--logdir {logdir}",
+             f"run:python3 {home}/multi_socket_app.py {{socket}}",
+             "run:python3 -m http.server --bind 127.0.0.1 {port}"]  # fmt: skip
+    argv = [*laptop_nodetunnel, "jupyter", "--cluster", "sandbox", "--venv", str(CLUSTER_VENV),
+            "--mem", "4G", "--no-browser", "--json",
+            *(w for spec in withs for w in ("--with", spec))]  # fmt: skip
+    cli = Cli(ALICE, argv)
+    bob_job = None
+    try:
+        info = cli.read_json(timeout_s=240)
+        extras = info["extras"]
+        assert [e["app"] for e in extras] == ["notebook", "streamlit", "dash", "tensorboard",
+                                              "run", "run"]  # fmt: skip
+        # Every app answers alice through the tunnel.
+        for e in extras:
+            status, page = get(str(e["url"]))
+            assert status == 200, (e["app"], status, page[:300])
+        node = str(info["node"])
+        bob_job = sbatch(sandbox, BOB, "-w", node, "--wrap", "sleep 300")
+        wait_job(sandbox, bob_job, {"RUNNING"})
+        targets = [str(info["remote"]), *(str(e["remote"]) for e in extras)]
+        res = user_ssh(sandbox, BOB, jump="login,gateway", host=node,
+                       command=["python3", "-c", _PROBE, *targets], timeout_s=60)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        seen = dict(line.split(" ", 1) for line in res.stdout.splitlines() if " " in line)
+        on_port = str(extras[-1]["remote"])
+        assert not on_port.startswith("/")
+        for target in targets[:-1]:  # every recipe on its socket: the 0700 directory refuses
+            assert seen[target] == "REFUSED PermissionError", (target, res.stdout)
+        assert seen[on_port].startswith("REACHED HTTP/1.0 200"), res.stdout  # documented
+    except BaseException:
+        cli.stop()
+        raise
+    finally:
+        if bob_job is not None:
+            sandbox.run_in("gateway", ["scancel", bob_job], check=False)
+        for name in files:
+            (home / name).unlink()
+        shutil.rmtree(logdir, ignore_errors=True)
+    assert cli.interrupt() == 130
+    err = cli.stderr()
+    warnings = [line for line in err.splitlines() if "can reach it" in line]
+    assert len(warnings) == 1, err  # the one app on a port without a password, in one line
+    assert f"python3 listens on {on_port} on {node} without a password" in warnings[0]
+    wait_until(lambda: not squeue(sandbox) and not user_processes(ALICE), timeout_s=30,
+               what="the jobs and the tunnel to be gone")  # fmt: skip
