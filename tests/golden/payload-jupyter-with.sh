@@ -120,9 +120,11 @@ nt_wait_extra() {  # until $2 succeeds, while process $1 lives, until the deadli
         sleep 0.1
     done
 }
+printf 'app1=%s\nready1=%s\nurl1=%s\n' tensorboard /data/runs / >> "$NT_SESSION_DIR/endpoint.tmp"
 nt_ready1() { [ -S "$NT_SOCK1" ]; }
 nt_wait_extra "$NT_PID1" nt_ready1 tensorboard
 printf 'socket1=%s\n' "$NT_SOCK1" >> "$NT_SESSION_DIR/endpoint.tmp"
+printf 'app2=%s\nready2=%s\nurl2=%s\n' run / / >> "$NT_SESSION_DIR/endpoint.tmp"
 nt_ready2() { python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 2).close()' "$NT_PORT2" 2>/dev/null; }
 nt_wait_extra "$NT_PID2" nt_ready2 run
 printf 'port2=%s\n' "$NT_PORT2" >> "$NT_SESSION_DIR/endpoint.tmp"

@@ -88,19 +88,21 @@ def test_jupyter_with_tensorboard_one_tunnel_one_stop(sandbox, laptop_nodetunnel
         assert res.returncode == 0, res.stderr
         assert res.stdout.strip() == f"http://127.0.0.1:{ports[1]}/"
 
-        # Leave (--keep), then attach: the one tunnel comes back with every app.
+        # Leave (--keep), then attach in the background: the one tunnel comes back with every
+        # app, handed over to the background process.
         assert cli.interrupt() == 130
-        cli = Cli(ALICE, [*base, "attach", str(info["session_id"]), "--no-browser", "--json"])
+        cli = Cli(ALICE, [*base, "attach", str(info["session_id"]), "--no-browser", "--json",
+                          "--detach"])  # fmt: skip
         again = cli.read_json(timeout_s=60)
         assert [e["local_port"] for e in again["extras"]] == [ports[1]]
+        assert cli.proc.wait(timeout=30) == 0
         wait_until(lists_the_run, timeout_s=30, what="TensorBoard to list run1 after attach")
 
-        # One stop ends both apps, the job, the tunnel and the attached command.
+        # One stop ends both apps, the job, the tunnel and the background process.
         node = str(info["node"])
         assert len(node_processes(ALICE, node)) >= 2
         res = _nodetunnel(base, "stop", str(info["session_id"]))
         assert res.returncode == 0, res.stderr
-        cli.proc.wait(timeout=30)
     except BaseException:
         cli.stop()
         raise

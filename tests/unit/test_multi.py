@@ -19,7 +19,7 @@ from nodetunnel.cli.withapps import parse_one
 from nodetunnel.errors import UsageError
 from nodetunnel.scheduler import JobRequest, JobState, Slurm
 from nodetunnel.scheduler.testing import Call, FakeSlurm
-from nodetunnel.session import LaunchRequest, Session
+from nodetunnel.session import LaunchRequest, Session, extras
 from nodetunnel.session import jobscript as payload
 from nodetunnel.session.fleet import app_url
 from nodetunnel.session.jobscript import Environment
@@ -82,6 +82,13 @@ def test_job_script_runs_every_app_and_ends_them_all(tmp_path: Path) -> None:
         assert fields["socket"] == f"{run_dir}/s"
         assert fields["socket1"] == f"{run_dir}/s1"
         assert fields["port2"].isdigit()
+        # What another machine needs to attach to every app of the session.
+        claimed = extras.from_endpoint(fields)
+        assert [(e["app"], e["remote"]) for e in claimed] == [
+            ("run", f"{run_dir}/s1"),
+            ("run", f"127.0.0.1:{fields['port2']}"),
+        ]
+        assert [f.app.name for f in extras.from_record(claimed, "nt-0123abcd")] == ["run", "run"]
         assert (os.stat(run_dir).st_mode & 0o777) == 0o700
         children = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True,
                                   text=True, check=False).stdout.split()  # fmt: skip

@@ -68,6 +68,21 @@ def fill_from(forwards: Sequence[Forward], endpoint: Endpoint) -> None:
             )
 
 
+def from_endpoint(fields: dict[str, str]) -> list[dict[str, str | int]]:
+    """The further apps a job's ``endpoint`` names, as record entries (a session claimed from
+    another machine; local ports are chosen when its tunnel opens)."""
+    out: list[dict[str, str | int]] = []
+    n = 1
+    while f"app{n}" in fields:
+        socket, port = fields.get(f"socket{n}", ""), fields.get(f"port{n}", "")
+        out.append({"app": fields[f"app{n}"], "title": fields[f"app{n}"], "local_port": 0,
+                    "remote": socket or (f"127.0.0.1:{port}" if port.isdigit() else ""),
+                    "url": "", "url_path": fields.get(f"url{n}", "/"),
+                    "status_path": fields.get(f"ready{n}", "/")})  # fmt: skip
+        n += 1
+    return out
+
+
 def exposed(forward: Forward) -> bool:
     """On a loopback port without a secret: anyone with a job on the node could reach it."""
     return not forward.remote.startswith("/") and forward.app.exposed_on_tcp

@@ -31,6 +31,7 @@ from ..state import SessionRecord, SessionStore
 from ..transport.base import ClusterRef, Transport
 from ..transport.openssh import close_masters, private_runtime_dir
 from . import sshhosts
+from .extras import from_endpoint as extras_from_endpoint
 from .extras import pick
 from .lifecycle import default_transport, redirect_page, walltime_end
 from .model import JOB_NAME, Endpoint, Listing, SessionRow, StopReport
@@ -225,6 +226,7 @@ def claim(
         walltime_end=walltime_end(status.time_left_s), keep=True,
         warn_before_s=DEFAULT_WARN_BEFORE_S,
         lease_s=float(get["lease"]) if get.get("lease", "").isdigit() else None,
+        extras=extras_from_endpoint(get),
     )  # fmt: skip
     store.save(record)
     return record

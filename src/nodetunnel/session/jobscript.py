@@ -259,6 +259,10 @@ def _extras_wait(extras: Sequence[App]) -> list[str]:
     ]
     endpoint = remote.in_dir(remote.ENDPOINT + ".tmp")
     for n, app in enumerate(extras, 1):
+        # What another laptop needs to attach to it too (see fleet.claim).
+        about = [_q(v, f"--with {app.name}") for v in (app.name, app.ready_path, app.url_path)]
+        lines.append(f"printf 'app{n}=%s\\nready{n}=%s\\nurl{n}=%s\\n' {' '.join(about)} "
+                     f">> {endpoint}")  # fmt: skip
         if extra_on_port(app):
             lines += [f'nt_ready{n}() {{ python3 -c {shlex.quote(_LISTENS_PY)} "$NT_PORT{n}" '
                       "2>/dev/null; }",
