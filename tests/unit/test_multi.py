@@ -237,3 +237,48 @@ def test_forward_argv_with_more_apps_is_one_ssh_with_several_forwards() -> None:
     assert forwards == ["127.0.0.1:8888:/tmp/nt.a/s", "127.0.0.1:6006:/tmp/nt.a/s1",
                         "127.0.0.1:8000:127.0.0.1:4000"]  # fmt: skip
     assert argv[-1] == "node1"
+
+
+def test_a_further_app_that_exits_before_listening_fails_the_job_naming_it(tmp_path: Path) -> None:
+    session = tmp_path / "session"
+    session.mkdir(mode=0o700)
+    run_dir = f"/tmp/nt.fail{os.getpid()}"
+    main = command_app([sys.executable, "-c", _SERVE_UNIX, "{socket}"])
+    body = render_body(main, Environment(), str(session), socket_dir=run_dir,
+                       extras=(command_app(["false"]),))  # fmt: skip
+    done = subprocess.run(["/bin/sh", "-c", body], capture_output=True, text=True, timeout=60,
+                          check=False, start_new_session=True)  # fmt: skip
+    assert done.returncode == 1
+    assert (session / "error").read_text() == ("app run exited before listening; see the job log\n")
+    assert not (session / "endpoint").exists()
+    assert not Path(run_dir).exists()  # and the main app was ended with the job
+
+
+def _publish_tcp(call: Call, fake: FakeSlurm) -> None:
+    if call.program != "squeue" or not fake.jobs:
+        return
+    job_id = max(fake.jobs)
+    if fake.jobs[job_id].state is JobState.PENDING:
+        fake.start(job_id)
+        (session_dir_of(fake, job_id) / "endpoint").write_text(
+            "port=41000\nhost=node1\nsocket1=/tmp/nt.AbCdEf/s1\napp1=tensorboard\n"
+        )
+
+
+def test_with_tcp_the_main_app_is_on_a_port_and_the_others_on_their_sockets(
+    runtime: Path,  # noqa: F811
+    home: Path,  # noqa: F811
+) -> None:
+    fake = FakeSlurm(user=USER, on_call=_publish_tcp)
+    transport = FakeTransport(home)
+    req = LaunchRequest(app=JUPYTER, cluster=CLUSTER, job=JobRequest(), tcp=True,
+                        extras=(TENSORBOARD,))  # fmt: skip
+    with Session(req, transport=transport, scheduler=Slurm(fake)) as session:
+        info = session.start()
+        assert transport.forwards == [
+            ("node1", info.local_port, "127.0.0.1:41000"),
+            ("node1", session.forwards[0].local_port, "/tmp/nt.AbCdEf/s1"),
+        ]
+        # The job's private directory is made on the node (mktemp) when the main app is on a
+        # port; the further apps' sockets are in it all the same.
+        assert "mktemp -d" in fake.jobs[info.job_id].script

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..apps import APPS
 from ..apps.base import App
-from ..errors import UsageError
+from ..errors import UsageError, WaitTimeout
 from ..proc import NotReady
 from .jobscript import extra_on_port
 from .model import Endpoint
@@ -141,6 +141,17 @@ def wait_ready(session: Session, watch: Watch) -> None:
     tunnel.wait_extras(watch.left_s(), check=check)
     for forward in session.forwards:
         session._say(f"{forward.app.name} answers on 127.0.0.1:{forward.local_port}")
+
+
+def wait_again(session: Session, timeout_s: float = 30) -> None:
+    """After an attach: each further app answers again; one that does not (it may have
+    exited while the main app runs on) is named, and the session goes on without it."""
+    if not session.forwards or session.tunnel is None:
+        return
+    try:
+        session.tunnel.wait_extras(timeout_s)
+    except WaitTimeout as exc:
+        session._notice(f"note: {exc.message}; the other apps of the session work")
 
 
 def pick(names: Sequence[str], wanted: str) -> int:

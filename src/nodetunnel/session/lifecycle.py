@@ -325,7 +325,7 @@ class Session:
         self._say(f"job {job_id} is running on {record.node}; opening the tunnel")
         self.tunnel = self._new_tunnel(record.node, record.remote)
         port = self.tunnel.open_on_a_port(None, prefer=record.local_port)
-        self.tunnel.wait_extras(60)
+        extras_mod.wait_again(self)
         self.info = SessionInfo(
             session_id=self.session_id,
             job_id=job_id,
