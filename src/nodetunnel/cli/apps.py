@@ -97,10 +97,9 @@ def _session_options(f: Any) -> Any:
             "with_apps",
             multiple=True,
             metavar="NAME[:ARGS]",
-            help="Also start another app in the same job, on its own private socket (or "
-            "port), forwarded to its own local port; ARGS as after 'nodetunnel NAME' (its own "
-            "arguments only). Repeatable. E.g. --with tensorboard:'--logdir runs', "
-            "--with 'run:python -m http.server --bind 127.0.0.1 {port}'.",
+            help="Also start the app NAME in the same job, on its own private socket (or "
+            "port) and its own local port; ARGS are its own arguments, as after 'nodetunnel "
+            "NAME'. Repeatable; examples above.",
         ),
         click.option(
             "--keep",
@@ -140,7 +139,16 @@ def _help(app: App) -> str:
         "Ctrl-C closes the tunnel and cancels the job (unless --keep)."
         + (f"\n\n{app.details}" if app.details else "")
         + (f"\n\n\b\nExamples:\n{examples}" if examples else "")
+        + _WITH_EXAMPLES
     )
+
+
+_WITH_EXAMPLES = (
+    "\n\n\b\nSeveral apps in one job (--with NAME[:ARGS], one local port each):\n"
+    "  nodetunnel jupyter --cluster swc --with tensorboard:'--logdir ~/runs'\n"
+    "  nodetunnel jupyter --cluster swc --with 'run:python -m http.server --bind 127.0.0.1 "
+    "{port}'"
+)
 
 
 def _param(param: Param) -> Callable[[Any], Any]:
@@ -254,7 +262,9 @@ _run_help = (
     "nodetunnel waits for (any 2xx or 3xx answer; the app's own health page is best), "
     "--url the page the browser opens. An app on a port without a password can be reached "
     "by other users with a job on the same node: nodetunnel says so when it starts one."
-    "\n\n\b\nExamples:\n" + "\n".join(f"  nodetunnel run {line}" for line in RUN.examples)
+    "\n\n\b\nExamples:\n"
+    + "\n".join(f"  nodetunnel run {line}" for line in RUN.examples)
+    + _WITH_EXAMPLES
 )
 cli.command("run", help=_run_help, short_help=RUN.summary)(
     click.option("--ready", default="/", show_default=True, metavar="PATH",

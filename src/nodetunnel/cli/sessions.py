@@ -162,9 +162,9 @@ def open_session(session_id: str, app: str | None) -> None:
     """Open a session's URL (with its token) in the browser.
 
     APP picks one of the session's apps when it runs several (--with): its
-    name (e.g. tensorboard) or its number in 'nodetunnel list' (1 is the
-    main app). The tunnel must be up (see 'nodetunnel list'); 'nodetunnel
-    attach' brings it back.
+    name (e.g. tensorboard) or its number (1 is the main app, 2 the first
+    --with, as 'nodetunnel list' shows them). The tunnel must be up (see
+    'nodetunnel list'); 'nodetunnel attach' brings it back.
 
     \b
     Examples:
