@@ -84,6 +84,9 @@ class SessionRecord:
     scheduler: str = "slurm"  # the backend that runs the job (older records: SLURM)
     connect_timeout_s: int | None = None  # the profile's, if it set one
     multiplex: bool | None = None  # None (older records): the platform's default
+    #: Further apps in the same job (``--with``), one object each: app, title, remote,
+    #: local_port, url, url_path, status_path (older records: none).
+    extras: list[dict[str, str | int]] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"version": RECORD_VERSION, **dataclasses.asdict(self)}
@@ -131,6 +134,8 @@ class SessionRecord:
         data = self.to_json()
         data.pop("token")
         data["url"] = self.url.split("?", 1)[0]  # the token is in the query
+        data["extras"] = [{**e, "url": str(e.get("url", "")).split("?", 1)[0]}
+                          for e in self.extras]  # fmt: skip
         return data
 
 
@@ -148,6 +153,11 @@ def _is(value: object, kind: Any) -> bool:
     if typing.get_origin(kind) is list:
         (item,) = typing.get_args(kind)
         return isinstance(value, list) and all(_is(v, item) for v in value)
+    if typing.get_origin(kind) is dict:
+        key, item = typing.get_args(kind)
+        return isinstance(value, dict) and all(
+            _is(k, key) and _is(v, item) for k, v in value.items()
+        )
     if kind is bool:
         return isinstance(value, bool)
     if kind is int:
@@ -166,6 +176,8 @@ def _describe(kind: Any) -> str:
         return " or ".join(_describe(k) for k in typing.get_args(kind))
     if typing.get_origin(kind) is list:
         return f"a list of {_describe(typing.get_args(kind)[0]).split(' ', 1)[1]}s"
+    if typing.get_origin(kind) is dict:
+        return "an object"
     names = {type(None): "null", bool: "true or false", int: "an integer", float: "a number"}
     return names.get(kind, "a string")
 

@@ -388,6 +388,7 @@ def test_session_info_to_json() -> None:
     assert data["job_id"] == "123"
     assert data["local_port"] == 8888
     assert set(data) == {
+        "extras",
         "session_id",
         "job_id",
         "node",

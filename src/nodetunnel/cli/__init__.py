@@ -38,9 +38,10 @@ def cli(debug: bool) -> None:
 
     nodetunnel submits a batch job that starts the app (JupyterLab,
     Notebook, Streamlit, Dash, TensorBoard, or any command: see 'nodetunnel
-    apps') on a compute node, listening privately, then forwards it to
-    127.0.0.1 on your laptop through your own OpenSSH setup (~/.ssh/config,
-    agent, ProxyJump, MFA) and keeps the tunnel healthy.
+    apps'; several in one job with --with) on a compute node, listening
+    privately, then forwards it to 127.0.0.1 on your laptop through your own
+    OpenSSH setup (~/.ssh/config, agent, ProxyJump, MFA) and keeps the tunnel
+    healthy.
 
     \b
     Try it without a cluster (Linux, as root):

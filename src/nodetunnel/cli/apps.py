@@ -96,6 +96,15 @@ def _session_options(f: Any) -> Any:
             "the port, so the token is all that protects it).",
         ),
         click.option(
+            "--with",
+            "with_apps",
+            multiple=True,
+            metavar="NAME[:ARGS]",
+            help="Also start the app NAME in the same job, on its own private socket (or "
+            "port) and its own local port; ARGS are its own arguments, as after 'nodetunnel "
+            "NAME'. Repeatable; examples above.",
+        ),
+        click.option(
             "--keep",
             is_flag=True,
             help="Leave the job running when nodetunnel exits (default: cancel it).",
@@ -133,7 +142,16 @@ def _help(app: App) -> str:
         "Ctrl-C closes the tunnel and cancels the job (unless --keep)."
         + (f"\n\n{app.details}" if app.details else "")
         + (f"\n\n\b\nExamples:\n{examples}" if examples else "")
+        + _WITH_EXAMPLES
     )
+
+
+_WITH_EXAMPLES = (
+    "\n\n\b\nSeveral apps in one job (--with NAME[:ARGS], one local port each):\n"
+    "  nodetunnel jupyter --cluster swc --with tensorboard:'--logdir ~/runs'\n"
+    "  nodetunnel jupyter --cluster swc --with 'run:python -m http.server --bind 127.0.0.1 "
+    "{port}'"
+)
 
 
 def _param(param: Param) -> Callable[[Any], Any]:
@@ -163,7 +181,9 @@ def run_app(app: App, opts: dict[str, Any]) -> None:
     from ..errors import UsageError
     from ..session import Environment, LaunchRequest, Session, plan
     from ..state import SessionStore
+    from .withapps import parse as parse_with
 
+    extras = parse_with(opts.pop("with_apps", ()))
     overrides = {k: opts[k] for k in config.APP_KEYS}
     settings = config.resolve(opts["cluster"], overrides, opts["config_file"], app=app.name)
     if not settings.jump:
@@ -179,7 +199,7 @@ def run_app(app: App, opts: dict[str, Any]) -> None:
         app=app, cluster=settings.cluster_ref, job=settings.job_request("nodetunnel"), env=env,
         local_port=opts["port"], start_timeout_s=opts["timeout_s"], keep=opts["keep"],
         tcp=opts["tcp"], warn_before_s=settings.warn_before_s, lease_s=settings.lease_s,
-        job_check_interval_s=settings.job_check_interval_s,
+        job_check_interval_s=settings.job_check_interval_s, extras=extras,
     )  # fmt: skip
     if opts["dry_run"]:
         click.echo(plan(req), nl=False)
@@ -249,7 +269,9 @@ _run_help = (
     "nodetunnel waits for (any 2xx or 3xx answer; the app's own health page is best), "
     "--url the page the browser opens. An app on a port without a password can be reached "
     "by other users with a job on the same node: nodetunnel says so when it starts one."
-    "\n\n\b\nExamples:\n" + "\n".join(f"  nodetunnel run {line}" for line in RUN.examples)
+    "\n\n\b\nExamples:\n"
+    + "\n".join(f"  nodetunnel run {line}" for line in RUN.examples)
+    + _WITH_EXAMPLES
 )
 cli.command("run", help=_run_help, short_help=RUN.summary)(
     click.option("--ready", default="/", show_default=True, metavar="PATH",

@@ -51,6 +51,13 @@ def time_left_text(seconds: int | None) -> str:
     return f"{seconds // 60} min"
 
 
+def _urls(row: Any) -> str:
+    """The session's URLs, one a line: the main app's, then each further app's (``--with``)."""
+    extras = row.record.extras if row.record is not None else []
+    return "\n".join([row.url, *(f"{e['app']}: {str(e['url']).split('?', 1)[0]}"
+                                  for e in extras)])  # fmt: skip
+
+
 def session_table(rows: list[Any]) -> None:
     """``nodetunnel list``: one line per :class:`~nodetunnel.session.SessionRow`."""
     from rich.console import Console
@@ -65,7 +72,7 @@ def session_table(rows: list[Any]) -> None:
             tunnel += f" ({r.reconnects} reconnects)"
         table.add_row(
             r.session_id, r.app, r.cluster or "", r.job_id, r.state, r.node,
-            time_left_text(r.time_left_s), tunnel, r.url if r.tunnel_up else "",
+            time_left_text(r.time_left_s), tunnel, _urls(r) if r.tunnel_up else "",
         )  # fmt: skip
     # Off a terminal (a pipe, a file) rich would cut the table at 80 columns.
     Console(width=None if sys.stdout.isatty() else 10_000).print(table)
@@ -76,7 +83,10 @@ def announce(session: Any, info: Any, *, detached_pid: int | None) -> None:
     left = f", {time_left_text(info.time_left_s)} left" if info.time_left_s else ""
     lease = session.req.lease_s
     until = f" until the job ends or nothing keeps it for {lease / 60:g} min" if lease else ""
-    click.echo(f"\n  {session.app.name} is ready: {info.url}\n")
+    click.echo(f"\n  {session.app.name} is ready: {info.url}")
+    for forward in session.forwards:  # further apps of the job (--with)
+        click.echo(f"  {forward.app.name} is ready: {forward.url(session.token)}")
+    click.echo("")
     if detached_pid is not None:
         click.echo(f"  job {info.job_id} on {info.node}{left}. Runs in the background{until}: "
                    f"nodetunnel list; nodetunnel stop {info.session_id}")  # fmt: skip

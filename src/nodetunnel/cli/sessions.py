@@ -170,20 +170,29 @@ def attach(
 
 @cli.command("open")
 @click.argument("session_id")
-def open_session(session_id: str) -> None:
+@click.argument("app", required=False)
+def open_session(session_id: str, app: str | None) -> None:
     """Open a session's URL (with its token) in the browser.
 
-    The tunnel must be up (see 'nodetunnel list'); 'nodetunnel attach' brings it back.
+    APP picks one of the session's apps when it runs several (--with): its
+    name (e.g. tensorboard) or its number (1 is the main app, 2 the first
+    --with, as 'nodetunnel list' shows them). The tunnel must be up (see
+    'nodetunnel list'); 'nodetunnel attach' brings it back.
+
+    \b
+    Examples:
+      nodetunnel open nt-1a2b3c4d
+      nodetunnel open nt-1a2b3c4d tensorboard
     """
     import webbrowser
 
-    from ..session.fleet import open_page
+    from ..session.fleet import app_url, open_page
     from ..state import SessionStore
 
     store = SessionStore()
     record = store.find(session_id)
-    webbrowser.open(open_page(store, record).as_uri())
-    click.echo(record.url.split("?", 1)[0])
+    webbrowser.open(open_page(store, record, app).as_uri())
+    click.echo(app_url(record, app)[1].split("?", 1)[0])
 
 
 @cli.command()

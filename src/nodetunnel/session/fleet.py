@@ -31,6 +31,8 @@ from ..state import SessionRecord, SessionStore
 from ..transport.base import ClusterRef, Transport
 from ..transport.openssh import close_masters, private_runtime_dir
 from . import sshhosts
+from .extras import from_endpoint as extras_from_endpoint
+from .extras import pick
 from .lifecycle import default_transport, redirect_page, walltime_end
 from .model import JOB_NAME, Endpoint, Listing, SessionRow, StopReport
 from .remote import RemoteDir, remove_dirs
@@ -224,6 +226,7 @@ def claim(
         walltime_end=walltime_end(status.time_left_s), keep=True,
         warn_before_s=DEFAULT_WARN_BEFORE_S,
         lease_s=float(get["lease"]) if get.get("lease", "").isdigit() else None,
+        extras=extras_from_endpoint(get),
     )  # fmt: skip
     store.save(record)
     return record
@@ -316,14 +319,25 @@ def stop_sessions(
     return report
 
 
-def open_page(store: SessionStore, record: SessionRecord) -> Path:
-    """A 0600 page that opens the session's URL (the token stays out of any argv)."""
+def open_page(store: SessionStore, record: SessionRecord, app: str | None = None) -> Path:
+    """A 0600 page that opens the session's URL (the token stays out of any argv); with
+    ``app``, that app's URL (a name or a number, see :func:`app_url`)."""
     if not process_alive(record.tunnel_pid, record.tunnel_start):
         raise UsageError(
             f"session {record.session_id} has no tunnel on this machine now",
             hint=f"run 'nodetunnel attach {record.session_id}' to bring it back",
         )
-    return redirect_page(store.page_path(record.session_id), record.url, record.app)
+    name, url = app_url(record, app)
+    return redirect_page(store.page_path(record.session_id), url, name)
+
+
+def app_url(record: SessionRecord, app: str | None = None) -> tuple[str, str]:
+    """The name and URL (with its token) of one of the session's apps: ``None`` or ``1`` is
+    the main app, ``2``... or a name a further one (``--with``)."""
+    apps = [(record.app, record.url), *((str(e["app"]), str(e["url"])) for e in record.extras)]
+    if app is None:
+        return apps[0]
+    return apps[pick([name for name, _ in apps], app)]
 
 
 def keeper_command(*, debug: bool = False) -> tuple[list[str], dict[str, str]]:

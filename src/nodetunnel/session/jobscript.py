@@ -17,9 +17,11 @@ shell code, on purpose.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
+from collections.abc import Sequence
 
-from ..apps.base import App, ShellVar, Slot, Template
+from ..apps.base import App, ShellVar, Slot, Template, Word
 from ..errors import UsageError
 from ..quoting import control_char
 from ..scheduler.base import Scheduler
@@ -79,8 +81,13 @@ def render_body(
     tcp: bool = False,
     lease_s: float | None = None,
     socket_dir: str | None = None,
+    extras: Sequence[App] = (),
 ) -> str:
     """The part of the job script after the #SBATCH header.
+
+    ``extras`` are further apps started by the same job, each on its own socket
+    (``s1``, ``s2`` ... in the same private directory) or loopback port; their
+    endpoints are appended to the ``endpoint`` file (see :mod:`.extras`).
 
     With ``lease_s``, a watcher ends the job (it cancels itself) when the ``heartbeat``
     file in the session directory, which the laptop's nodetunnel rewrites with
@@ -125,11 +132,8 @@ def render_body(
         )
     # Only now: activation scripts (conda, venv, modules, --setup) often read unset variables.
     lines.append("set -u")
-    prog = shlex.quote(app.program)
-    not_found = (_dq(f"{app.program} not found on PATH on ") + "$(hostname)"
-                 + _dq(f": {app.install_hint}"))  # fmt: skip
     lines += [
-        f'command -v {prog} >/dev/null 2>&1 || nt_fail "{not_found}"',
+        _program_check(app),
         *_private_dir(socket_dir),
         'NT_SOCK="$NT_RUN/s"',
         'NT_PID=""',
@@ -141,6 +145,7 @@ def render_body(
         lines.append(f"export {name}={_word(var)}")
     if app.launcher:
         lines += _launcher_lines(app.launcher)
+    lines += _extras_start(extras)
     lines += [
         f"NT_DEADLINE=$(( $(date +%s) + {APP_START_TIMEOUT_S} ))",
         "nt_wait() {  # until the command $1 succeeds, while the app lives, until the deadline",
@@ -176,6 +181,7 @@ def render_body(
         "    nt_wait nt_port_ready",
         "    " + remote.job_write_endpoint("port", "NT_PORT", "NT_NODE"),
         "fi",
+        *_extras_wait(extras),
         *(remote.job_lease_start(lease_s) if lease_s else []),
         remote.job_publish(),
         *(remote.job_lease_watcher(lease_s, scheduler.CANCEL_SELF_SHELL) if lease_s else []),
@@ -185,6 +191,96 @@ def render_body(
         'exit "$NT_RC"',
     ]
     return "\n".join(lines) + "\n"
+
+
+def extra_on_port(app: App) -> bool:
+    """Whether a further app of the job listens on a loopback port (else on its own socket)."""
+    return app.listen == "tcp"
+
+
+def _extra_words(app: App, n: int) -> tuple[Word, ...]:
+    """The launch words of further app ``n``: its own socket, port and launcher file."""
+    names = {"NT_SOCK": f"NT_SOCK{n}", "NT_PORT": f"NT_PORT{n}"}
+    out: list[Word] = []
+    for w in app.launch_tcp if extra_on_port(app) else app.launch:
+        if isinstance(w, ShellVar) and w.name in names:
+            w = dataclasses.replace(w, name=names[w.name])
+        elif isinstance(w, ShellVar) and w.name == "NT_RUN" and w.suffix == "/launch.py":
+            w = dataclasses.replace(w, suffix=f"/launch{n}.py")
+        elif isinstance(w, Slot):
+            raise ValueError(f"launch word {w.name!r} is not filled in (App.bind)")
+        out.append(w)
+    return tuple(out)
+
+
+def _extras_start(extras: Sequence[App]) -> list[str]:
+    """Start the further apps in the background, before the main one (they start together)."""
+    if not extras:
+        return []
+    lines = [
+        "# Further apps of this job, each on its own socket (or port), ended with the job.",
+        'NT_XPIDS=""',
+        'trap \'kill $NT_XPIDS 2>/dev/null; [ -n "$NT_PID" ] && kill "$NT_PID" 2>/dev/null; '
+        'rm -rf "$NT_RUN"\' EXIT',
+    ]
+    for n, app in enumerate(extras, 1):
+        lines += [f"# app {n}: {app.name}", _program_check(app)]
+        if app.launcher:
+            lines += _launcher_lines(app.launcher, f"launch{n}.py")
+        exports = [f"export {name}={_word(var)}" for name, var in app.env]
+        if extra_on_port(app):
+            lines.append(f"NT_PORT{n}=$(python3 -c {shlex.quote(_FREE_PORT_PY)}) || "
+                         "nt_fail 'python3 is needed to find a free port'")  # fmt: skip
+            if app.exports_endpoint:
+                exports.append(f'export NT_PORT="$NT_PORT{n}"')
+        else:
+            lines.append(f'NT_SOCK{n}="$NT_RUN/s{n}"')
+            if app.exports_endpoint:
+                exports.append(f'export NT_SOCKET="$NT_SOCK{n}"')
+        command = " ".join(_word(w) for w in _extra_words(app, n))
+        lines += [f"( {'; '.join([*exports, f'exec {command}'])} ) &",
+                  f"NT_PID{n}=$!", f'NT_XPIDS="$NT_XPIDS $NT_PID{n}"']  # fmt: skip
+    return lines
+
+
+def _extras_wait(extras: Sequence[App]) -> list[str]:
+    """Once the main app listens: wait for each further one, add its endpoint to the file."""
+    if not extras:
+        return []
+    lines = [
+        "nt_wait_extra() {  # until $2 succeeds, while process $1 lives, until the deadline",
+        '    while ! "$2"; do',
+        '        kill -0 "$1" 2>/dev/null || nt_fail "app $3 exited before listening; see the job log"',
+        '        [ "$(date +%s)" -lt "$NT_DEADLINE" ] || '
+        f'nt_fail "app $3 did not listen within {APP_START_TIMEOUT_S} s"',
+        "        sleep 0.1",
+        "    done",
+        "}",
+    ]
+    endpoint = remote.in_dir(remote.ENDPOINT + ".tmp")
+    for n, app in enumerate(extras, 1):
+        # What another laptop needs to attach to it too (see fleet.claim).
+        about = [_q(v, f"--with {app.name}") for v in (app.name, app.ready_path, app.url_path)]
+        lines.append(f"printf 'app{n}=%s\\nready{n}=%s\\nurl{n}=%s\\n' {' '.join(about)} "
+                     f">> {endpoint}")  # fmt: skip
+        if extra_on_port(app):
+            lines += [f'nt_ready{n}() {{ python3 -c {shlex.quote(_LISTENS_PY)} "$NT_PORT{n}" '
+                      "2>/dev/null; }",
+                      f"nt_wait_extra \"$NT_PID{n}\" nt_ready{n} {shlex.quote(app.name)}",
+                      f"printf 'port{n}=%s\\n' \"$NT_PORT{n}\" >> {endpoint}"]  # fmt: skip
+        else:
+            lines += [f'nt_ready{n}() {{ [ -S "$NT_SOCK{n}" ]; }}',
+                      f"nt_wait_extra \"$NT_PID{n}\" nt_ready{n} {shlex.quote(app.name)}",
+                      f"printf 'socket{n}=%s\\n' \"$NT_SOCK{n}\" >> {endpoint}"]  # fmt: skip
+    return lines
+
+
+def _program_check(app: App) -> str:
+    """Fail at once, naming the fix, when the app's program is not on PATH."""
+    prog = shlex.quote(app.program)
+    not_found = (_dq(f"{app.program} not found on PATH on ") + "$(hostname)"
+                 + _dq(f": {app.install_hint}"))  # fmt: skip
+    return f'command -v {prog} >/dev/null 2>&1 || nt_fail "{not_found}"'
 
 
 def _private_dir(socket_dir: str | None) -> list[str]:
@@ -221,7 +317,7 @@ def _socket_wait(app: App) -> list[str]:
 LAUNCHER_END = "NODETUNNEL_LAUNCHER_END"
 
 
-def _launcher_lines(name: str) -> list[str]:
+def _launcher_lines(name: str, target: str = "launch.py") -> list[str]:
     """Write the launcher ``name`` (nodetunnel.apps.launchers) into the job's private dir."""
     from importlib import resources
 
@@ -229,7 +325,7 @@ def _launcher_lines(name: str) -> list[str]:
     if LAUNCHER_END in source:
         raise ValueError(f"launcher {name} contains the end marker {LAUNCHER_END}")
     return [
-        f"cat > \"$NT_RUN/launch.py\" <<'{LAUNCHER_END}' || nt_fail 'cannot write the launcher'",
+        f"cat > \"$NT_RUN/{target}\" <<'{LAUNCHER_END}' || nt_fail 'cannot write the launcher'",
         *source.rstrip("\n").splitlines(),
         LAUNCHER_END,
     ]

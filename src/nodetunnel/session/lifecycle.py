@@ -36,9 +36,12 @@ from ..scheduler.base import JobRequest, JobState, Scheduler
 from ..state import SessionRecord, SessionStore
 from ..transport.base import ClusterRef, Transport
 from ..transport.openssh import OpenSSHTransport, SshSettings, private_runtime_dir
+from . import extras as extras_mod
 from . import sshhosts
+from .extras import Forward
 from .jobscript import render_body
 from .model import Endpoint, LaunchRequest, SessionInfo, job_name_for
+from .page import redirect_page
 from .remote import ENDED, JOB_LOG, RemoteDir, remove_dirs
 from .startup import Fallback, Watch, wait_published, wait_running, while_starting
 from .tunnel import Tunnel, choose_local_port, redirect_page, sigint_deferred
@@ -91,7 +94,9 @@ class Session:
         self.app = req.app
         self._say = progress or (lambda _m: None)
         self._notice = notice or self._say
-        self.token = secrets.token_urlsafe(32) if req.app.needs_secret else ""
+        needs_secret = any(a.needs_secret for a in (req.app, *req.extras))
+        self.token = secrets.token_urlsafe(32) if needs_secret else ""
+        self.forwards: list[Forward] = []  # further apps (--with), once their places are known
         self.local_dir = private_runtime_dir() / self.session_id
         self.transport = transport or default_transport(req.cluster, self.local_dir, req)
         self.scheduler = scheduler or make_scheduler(req.cluster.scheduler, self.transport)
@@ -174,6 +179,7 @@ class Session:
         session.job_id = record.job_id
         session.remote.path = record.session_dir
         session.record = record
+        session.forwards = extras_mod.from_record(record.extras, record.session_id)
         return session
 
     def _connect(self) -> None:
@@ -188,7 +194,7 @@ class Session:
 
     def _new_tunnel(self, node: str, remote: str) -> Tunnel:
         return Tunnel(self.transport, self.app, self.token, node=node, remote=remote,
-                      local_dir=self.local_dir, say=self._say)  # fmt: skip
+                      local_dir=self.local_dir, say=self._say, extras=self.forwards)  # fmt: skip
 
     def start(self) -> SessionInfo:
         req = self.req
@@ -198,7 +204,7 @@ class Session:
         on_socket = not req.tcp and self.app.listen != "tcp"
         socket_dir = f"/tmp/nt.{secrets.token_hex(8)}" if on_socket else None
         render_body(req.app, req.env, "/HOME/x", scheduler=type(self.scheduler), tcp=req.tcp,
-                    lease_s=req.lease_s, socket_dir=socket_dir)  # fmt: skip
+                    lease_s=req.lease_s, socket_dir=socket_dir, extras=req.extras)  # fmt: skip
         self._connect()
         self._say(f"connecting to {self.transport.chain}")
         remote_user = self.remote.create(self.token, where=self.transport.submit_host)
@@ -206,17 +212,20 @@ class Session:
         # On the socket, the app's directory on the node is named here (socket_dir): the tunnel
         # can then be opened as soon as the job runs, reading nothing through the login host.
         body = render_body(req.app, req.env, self.session_dir, scheduler=type(self.scheduler),
-                           tcp=req.tcp, lease_s=req.lease_s, socket_dir=socket_dir)  # fmt: skip
+                           tcp=req.tcp, lease_s=req.lease_s, socket_dir=socket_dir,
+                           extras=req.extras)  # fmt: skip
         self._submitted = True  # from here on the job may exist (sbatch's answer may be lost)
         job_id = self.job_id = self.scheduler.submit_job(job, body)
         self._say(f"submitted job {job_id}")
 
         watch = Watch(self, job_id)
         status = wait_running(watch)
-        if socket_dir is not None:
+        self.forwards = extras_mod.planned(req.extras, socket_dir)
+        if socket_dir is not None and not extras_mod.needs_published(req.extras):
             endpoint = Endpoint(status.node or "", socket=f"{socket_dir}/s")
         else:
             status, endpoint = wait_published(watch, status)
+            extras_mod.fill_from(self.forwards, endpoint)
         node = endpoint.host
         # Site policy: SSH only to a node the scheduler allocated to this user's running job.
         if status.user and status.user != remote_user:
@@ -249,6 +258,7 @@ class Session:
                          f"old version?): it listens on 127.0.0.1:{endpoint.port} there, which "
                          "other users with a job on that node can reach")  # fmt: skip
             port = self._tunnel_to(endpoint, watch)
+        extras_mod.wait_ready(self, watch)
         if req.lease_s:  # the lease runs from now: check in right away
             from .keeper import beat_if_due
 
@@ -263,6 +273,7 @@ class Session:
             remote=endpoint.remote,
             session_dir=self.session_dir,
             time_left_s=status.time_left_s,
+            extras=extras_mod.info(self),
         )
         self.save_record(walltime_end=walltime_end(status.time_left_s))
         self._emit(READY, app=self.app.name, url=self.info.url.split("?", 1)[0],
@@ -325,6 +336,7 @@ class Session:
         self._emit(RUNNING, node=record.node, elapsed_s=None)
         self.tunnel = self._new_tunnel(record.node, record.remote)
         port = self.tunnel.open_on_a_port(None, prefer=record.local_port)
+        extras_mod.wait_again(self)
         self.info = SessionInfo(
             session_id=self.session_id,
             job_id=job_id,
@@ -334,6 +346,7 @@ class Session:
             remote=record.remote,
             session_dir=record.session_dir,
             time_left_s=status.time_left_s,
+            extras=extras_mod.info(self),
         )
         self.save_record(walltime_end=walltime_end(status.time_left_s))
         self._emit(READY, app=self.app.name, url=self.info.url.split("?", 1)[0],
@@ -424,7 +437,7 @@ class Session:
         self.info = SessionInfo(
             session_id=self.session_id, job_id=self.job_id, node=record.node,
             local_port=record.local_port, url=record.url, remote=record.remote,
-            session_dir=record.session_dir, time_left_s=left,
+            session_dir=record.session_dir, time_left_s=left, extras=extras_mod.info(self),
         )  # fmt: skip
         self.reconnect_timeout_s = max(RECONNECT_TIMEOUT_S, left or 7 * 24 * 3600)
         self.save_record(walltime_end=record.walltime_end)  # this tells from_pid to go
@@ -467,6 +480,7 @@ class Session:
             warn_before_s=self.req.warn_before_s,
             lease_s=self.req.lease_s,
             job_check_interval_s=self.req.job_check_interval_s,
+            extras=extras_mod.to_record(self.forwards, self.token),
         )
         self.record = record
         self.store.save(record)

@@ -62,6 +62,7 @@ class LaunchRequest:
     warn_before_s: float | None = DEFAULT_WARN_BEFORE_S  # before the time limit (None: never)
     lease_s: float | None = None  # the job ends itself when nobody checks in for this long
     job_check_interval_s: float = JOB_CHECK_INTERVAL_S
+    extras: tuple[App, ...] = ()  # further apps in the same job (--with)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +72,8 @@ class Endpoint:
     host: str
     socket: str | None = None
     port: int | None = None
+    #: Every line of the ``endpoint`` file (further apps: ``socket1=``, ``port2=`` ...).
+    fields: dict[str, str] = dataclasses.field(default_factory=dict, compare=False)
 
     @property
     def remote(self) -> str:
@@ -81,7 +84,7 @@ class Endpoint:
     def from_fields(cls, fields: dict[str, str]) -> Endpoint:
         port = fields.get("port", "")
         return cls(fields.get("host", ""), fields.get("socket") or None,
-                   int(port) if port.isdigit() else None)  # fmt: skip
+                   int(port) if port.isdigit() else None, dict(fields))  # fmt: skip
 
     @classmethod
     def parse(cls, text: str) -> Endpoint:
@@ -101,6 +104,8 @@ class SessionInfo:
     remote: str  # what the tunnel forwards to on the node: a socket path or 127.0.0.1:PORT
     session_dir: str
     time_left_s: int | None
+    #: Further apps of the job (``--with``): name, title, local_port, url, remote.
+    extras: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..scheduler import scheduler_class
 from ..scheduler.base import run_locally
+from . import extras
 from .jobscript import render_body
 from .lifecycle import default_transport
 from .model import SESSIONS_DIR, LaunchRequest, job_name_for
@@ -29,13 +30,15 @@ def plan(req: LaunchRequest) -> str:
     on_socket = not req.tcp and req.app.listen != "tcp"
     socket_dir = SOCKET_DIR_PLAN if on_socket else None
     body = render_body(req.app, req.env, session_dir, scheduler=backend, tcp=req.tcp,
-                       lease_s=req.lease_s, socket_dir=socket_dir)  # fmt: skip
+                       lease_s=req.lease_s, socket_dir=socket_dir, extras=req.extras)  # fmt: skip
     script = backend(run_locally).job_script(job, body)
     submit = transport.submit_argv(list(backend.SUBMIT_ARGV))
     port = req.local_port or req.app.preferred_port or PORT_PLAN
     tunnel = transport.forward_argv(
-        "NODE", port, f"{socket_dir}/s" if socket_dir else "127.0.0.1:NODE_PORT"
-    )
+        "NODE", port, f"{socket_dir}/s" if socket_dir else "127.0.0.1:NODE_PORT",
+        [(f.app.preferred_port or PORT_PLAN + n, f.remote or f"127.0.0.1:NODE_PORT{n}")
+         for n, f in enumerate(extras.planned(req.extras, socket_dir), 1)],
+    )  # fmt: skip
     return "\n".join(
         [
             "# HOME stands for your home directory on the cluster, NODE for the job's node,",

@@ -45,6 +45,9 @@ def _in_dir(name: str) -> str:
     return f'"${DIR_VAR}/{name}"'
 
 
+in_dir = _in_dir  # a file of the session directory, in the job script
+
+
 def marked(out: str) -> dict[str, str]:
     """The ``nodetunnel-KEY=VALUE`` lines of remote output (login scripts may print too)."""
     lines = (ln.removeprefix(MARK) for ln in out.splitlines() if ln.startswith(MARK))

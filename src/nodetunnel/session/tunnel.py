@@ -18,11 +18,15 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import TYPE_CHECKING
 
 from ..apps.base import App
 from ..errors import NodetunnelError, PortInUse, TunnelError
 from ..proc import NotReady, ProcessRef, spawn, wait_until
 from ..transport.base import Transport
+
+if TYPE_CHECKING:
+    from .extras import Forward
 
 PORT_ATTEMPTS = 5
 Say = Callable[[str], None]
@@ -135,8 +139,10 @@ class Tunnel:
         remote: str,
         local_dir: Path,
         say: Say | None = None,
+        extras: Sequence[Forward] = (),
     ) -> None:
         self.transport = transport
+        self.extras = list(extras)  # further apps, over the same connection
         self.app = app
         self.token = token
         self.node = node
@@ -191,11 +197,19 @@ class Tunnel:
         """
         taken: list[int] = []
         while True:
-            if requested is None and prefer and prefer not in taken and port_is_free(prefer):
+            others = self._choose_extra_ports(
+                avoid=[requested or prefer or self.app.preferred_port or 0]
+            )
+            if (
+                requested is None
+                and prefer
+                and prefer not in taken + others
+                and port_is_free(prefer)
+            ):
                 port = prefer
             else:
                 port = choose_local_port(requested, preferred=self.app.preferred_port,
-                                         avoid=taken)  # fmt: skip
+                                         avoid=taken + others)  # fmt: skip
             try:
                 self.open(port, reach_timeout_s=reach_timeout_s, check=check)
             except PortInUse:
@@ -208,6 +222,48 @@ class Tunnel:
             self._say(f"tunnel open on 127.0.0.1:{port}")
             return port
 
+    def _choose_extra_ports(self, avoid: Sequence[int]) -> list[int]:
+        """A free local port for each further app: the one it had if still free, else its
+        usual one, else any (never one of another app of the session)."""
+        chosen: list[int] = []
+        for forward in self.extras:
+            keep = forward.local_port and forward.local_port not in chosen
+            if not (keep and port_is_free(forward.local_port)):
+                forward.local_port = choose_local_port(
+                    None, preferred=forward.app.preferred_port, avoid=[*avoid, *chosen]
+                )
+            chosen.append(forward.local_port)
+        return chosen
+
+    def wait_extras(self, timeout_s: float, check: Callable[[], None] | None = None) -> None:
+        """Until every further app answers through the tunnel as its recipe says it should."""
+        proc = self.proc
+        if proc is None:
+            raise RuntimeError("wait_extras() needs an open tunnel")
+        for forward in self.extras:
+            path, port = forward.app.ready_path, forward.local_port
+            headers = forward.app.auth_headers(self.token)
+
+            def probe(path: str = path, port: int = port, headers: dict[str, str] = headers,
+                      app: App = forward.app) -> bool:  # fmt: skip
+                if check is not None:
+                    check()
+                if not proc.alive():
+                    raise TunnelError(
+                        "the SSH tunnel to the node exited while the apps started",
+                        hint="run again with --debug to see the ssh command, and try it by hand",
+                    )
+                # As for the main app: the secret goes only to this very forward.
+                if proc.listens_on("127.0.0.1", port) is False:
+                    raise NotReady(f"the forward does not listen on 127.0.0.1:{port} yet")
+                code = probe_http(port, path, headers)
+                if app.ready(code):
+                    return True
+                raise NotReady(f"HTTP {code} from {path} of {app.name}")
+
+            wait_until(probe, timeout_s=timeout_s, what=f"{forward.app.title} to answer through "
+                       "the tunnel", interval_s=0.05, max_interval_s=0.25)  # fmt: skip
+
     def open(
         self, port: int, *, reach_timeout_s: float = 60, check: Callable[[], None] | None = None
     ) -> None:
@@ -219,7 +275,13 @@ class Tunnel:
         offset = log.stat().st_size if log.exists() else 0  # this attempt's lines start here
         with sigint_deferred():  # never leave a forward running that stop() does not know
             proc = self.proc = spawn(
-                self.transport.forward_argv(self.node, port, self.remote), log_path=log
+                self.transport.forward_argv(
+                    self.node,
+                    port,
+                    self.remote,
+                    [(f.local_port, f.remote) for f in self.extras if f.local_port],
+                ),
+                log_path=log,
             )
             # Recorded so that whoever cleans up after a hard kill can end it by PID.
             (self.local_dir / "tunnel.pid").write_text(f"{proc.pid} {proc.start_ticks}\n")

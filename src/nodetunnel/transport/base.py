@@ -114,9 +114,12 @@ class Transport(Protocol):
         """The local argv that runs ``argv`` on the submit host (for --dry-run plans)."""
         ...
 
-    def forward_argv(self, node: str, local_port: int, remote: str) -> list[str]:
+    def forward_argv(
+        self, node: str, local_port: int, remote: str, extra: Sequence[tuple[int, str]] = ()
+    ) -> list[str]:
         """The local argv of a process forwarding 127.0.0.1:local_port to ``remote`` on ``node``.
 
-        ``remote`` is a Unix socket path or ``127.0.0.1:PORT`` on the node.
+        ``remote`` is a Unix socket path or ``127.0.0.1:PORT`` on the node; ``extra``
+        are further ``(local_port, remote)`` forwards over the same connection.
         """
         ...

@@ -253,10 +253,13 @@ class OpenSSH:
         retry = run(again, timeout_s=60, check=False)
         return retry if retry.returncode == 255 and retry.stderr.strip() else failed
 
-    def forward_argv(self, node: str, local_port: int, remote: str) -> list[str]:
+    def forward_argv(
+        self, node: str, local_port: int, remote: str, extra: Sequence[tuple[int, str]] = ()
+    ) -> list[str]:
         """``ssh -N`` forwarding 127.0.0.1:local_port to ``remote`` on ``node``.
 
-        ``remote`` is a Unix socket path, or ``127.0.0.1:PORT`` (the node's loopback).
+        ``remote`` is a Unix socket path, or ``127.0.0.1:PORT`` (the node's loopback);
+        ``extra`` are further ``(local_port, remote)`` forwards over the same connection.
         """
         return [
             *self.base_argv(self.jump),
@@ -271,6 +274,7 @@ class OpenSSH:
             "ControlPath=none",
             "-L",
             f"127.0.0.1:{local_port}:{remote}",
+            *(w for port, far in extra for w in ("-L", f"127.0.0.1:{port}:{far}")),
             self._dest(_check_host(node)),
         ]
 
@@ -478,5 +482,7 @@ class OpenSSHTransport:
 
     submit_argv = attached_argv
 
-    def forward_argv(self, node: str, local_port: int, remote: str) -> list[str]:
-        return self.ssh.forward_argv(node, local_port, remote)
+    def forward_argv(
+        self, node: str, local_port: int, remote: str, extra: Sequence[tuple[int, str]] = ()
+    ) -> list[str]:
+        return self.ssh.forward_argv(node, local_port, remote, extra)

@@ -121,15 +121,22 @@ class FakeTransport:
             pid, start = (int(w) for w in line.split())
             ProcessRef(pid, start).stop(timeout_s=5)
 
-    def forward_argv(self, node: str, local_port: int, remote: str) -> list[str]:
+    def forward_argv(
+        self, node: str, local_port: int, remote: str, extra: Sequence[tuple[int, str]] = ()
+    ) -> list[str]:
         self.forwards.append((node, local_port, remote))
+        self.forwards.extend((node, port, far) for port, far in extra)
+        ports = [w for port, _ in extra for w in ("--port", str(port))]
         return [sys.executable, "-m", "nodetunnel.transport.testing", "--port", str(local_port),
+                *ports,
                 "--status-file", str(self.status_file),
                 "--log", str(self.request_log)]  # fmt: skip
 
 
-def serve(port: int, status_file: Path, log: Path) -> int:
-    """Answer every GET on 127.0.0.1:port with the status in ``status_file`` (default 200)."""
+def serve(ports: Sequence[int], status_file: Path, log: Path) -> int:
+    """Answer every GET on 127.0.0.1:PORT, for each of ``ports``, with the status in
+    ``status_file`` (default 200)."""
+    import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     class Handler(BaseHTTPRequestHandler):
@@ -157,19 +164,23 @@ def serve(port: int, status_file: Path, log: Path) -> int:
         with open(log.parent / ".fake-app-pids", "a") as f:
             f.write(f"{me.pid} {me.start_ticks}\n")
     HTTPServer.allow_reuse_address = True
-    try:
-        server = HTTPServer(("127.0.0.1", port), Handler)
-    except OSError as exc:  # as ssh says it
-        sys.stderr.write(f"bind [127.0.0.1]:{port}: {exc.strerror}\n"
-                         f"channel_setup_fwd_listener_tcpip: cannot listen to port: {port}\n")  # fmt: skip
-        return 255
-    server.serve_forever()
+    servers = []
+    for port in ports:
+        try:
+            servers.append(HTTPServer(("127.0.0.1", port), Handler))
+        except OSError as exc:  # as ssh says it
+            sys.stderr.write(f"bind [127.0.0.1]:{port}: {exc.strerror}\n"
+                             f"channel_setup_fwd_listener_tcpip: cannot listen to port: {port}\n")  # fmt: skip
+            return 255
+    for server in servers[1:]:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    servers[0].serve_forever()
     return 0
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, action="append", required=True)
     parser.add_argument("--status-file", type=Path, required=True)
     parser.add_argument("--log", type=Path, required=True)
     args = parser.parse_args()
