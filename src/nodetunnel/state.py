@@ -84,6 +84,7 @@ class SessionRecord:
     scheduler: str = "slurm"  # the backend that runs the job (older records: SLURM)
     connect_timeout_s: int | None = None  # the profile's, if it set one
     multiplex: bool | None = None  # None (older records): the platform's default
+    needs: str = ""  # "attach": its keeper stopped for a login only a terminal can answer
 
     def to_json(self) -> dict[str, Any]:
         return {"version": RECORD_VERSION, **dataclasses.asdict(self)}

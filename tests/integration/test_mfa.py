@@ -18,10 +18,21 @@ import pexpect
 import pytest
 
 from nodetunnel.errors import ExitCode
-from nodetunnel.proc import wait_until
+from nodetunnel.proc import NotReady, wait_until
 from nodetunnel.sandbox.cluster import Sandbox
 
-from .helpers import ALICE, BOB, end_leftovers, jupyter_argv, squeue, state_dir, user_processes
+from .helpers import (
+    ALICE,
+    BOB,
+    as_user,
+    end_leftovers,
+    job_state,
+    jupyter_argv,
+    runtime_dir,
+    squeue,
+    state_dir,
+    user_processes,
+)
 from .mfa_driver import Phone, SshdLog, answer_until, run_to_end, spawn
 from .test_jupyter import http_status
 
@@ -126,3 +137,47 @@ def test_detached_lifecycle_costs_one_prompt(sandbox, mfa, laptop_nodetunnel):
         _nothing_left(sandbox, ALICE)
     finally:
         user_config.write_text(before)
+
+
+def test_a_keeper_that_needs_a_code_stops_and_attach_hands_back(sandbox, mfa, laptop_nodetunnel):
+    """The shared connections drop under a detached keeper: it cannot answer MFA, so it says
+    "needs you" and stops; the job runs on; `attach` logs in once and a keeper takes over."""
+    base, phone = laptop_nodetunnel, mfa[BOB]
+    run = run_to_end(BOB, jupyter_argv(base, "--detach"), phone)
+    assert run.exitstatus == 0, run.output
+    info = json.loads(run.output[run.output.index("{") :])
+    sid, job_id = str(info["session_id"]), str(info["job_id"])
+    record_path = state_dir(BOB) / f"{sid}.json"
+    dropped = time.monotonic()
+    for sock in runtime_dir(BOB).glob("c-*/*"):  # the connections die (as in a network drop)
+        if sock.is_socket():
+            as_user(BOB, ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "x"])
+
+    def waiting() -> dict[str, object]:
+        record = json.loads(record_path.read_text())
+        if record.get("needs") != "attach" or record.get("pid") is not None:
+            raise NotReady(f"record: needs={record.get('needs')!r} pid={record.get('pid')}")
+        return record
+
+    wait_until(waiting, timeout_s=60, what="the keeper to say it needs the user")
+    gave_up_s = time.monotonic() - dropped
+    assert job_state(sandbox, job_id)["JobState"] == "RUNNING"
+    log = SshdLog(sandbox, BOB)
+    run = run_to_end(BOB, jupyter_attach(base, sid), phone)
+    assert run.exitstatus == 0, run.output
+    assert run.prompts == 1, run.output
+    keeper = json.loads(record_path.read_text())
+    assert keeper["pid"], keeper  # a keeper again
+    assert keeper["needs"] == "", keeper
+    again = json.loads(run.output[run.output.index("{") :])
+    token = str(again["url"]).split("token=", 1)[1]
+    assert http_status(int(again["local_port"]), "/api/status", token) == 200
+    run = run_to_end(BOB, [*base, "stop", sid], phone)
+    assert (run.exitstatus, run.prompts) == (0, 0), run.output
+    assert log.since().logins == 1
+    _nothing_left(sandbox, BOB)
+    print(f"keeper gave up {gave_up_s:.1f} s after the drop; attach: 1 prompt; stop: 0")
+
+
+def jupyter_attach(base: list[str], sid: str) -> list[str]:
+    return [*base, "attach", sid, "--no-browser", "--json"]

@@ -813,7 +813,7 @@ def test_close_without_ssh_binary_does_not_raise(tmp_path: Path) -> None:
 def test_close_masters_asks_each_socket_to_exit(tmp_path: Path) -> None:
     import socket as socketlib
 
-    from nodetunnel.transport.openssh import close_masters
+    from nodetunnel.transport.sharing import close_masters
 
     control = tmp_path / "ctl"
     control.mkdir()

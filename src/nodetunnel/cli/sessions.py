@@ -150,6 +150,8 @@ def attach(
         progress(f"ended the tunnel left by a stopped nodetunnel (PID {found.ended_orphan})")
     session = Session.resume(record, progress=None if as_json else progress, notice=progress,
                              store=store)  # fmt: skip
+    # Its keeper stopped for a login it could not answer: after this one, a keeper again.
+    detach = detach or record.needs == "attach"
     with session:
         serve(session, session.reattach(), as_json=as_json, browser=not no_browser,
               detach=detach)  # fmt: skip

@@ -30,8 +30,8 @@ from ..scheduler import make_scheduler
 from ..scheduler.base import JobStatus, Scheduler
 from ..state import SessionRecord, SessionStore
 from ..transport.base import ClusterRef, Transport
-from ..transport.openssh import close_masters, private_runtime_dir
-from ..transport.sharing import ControlLease, close_if_unused, control_dir_for
+from ..transport.openssh import private_runtime_dir
+from ..transport.sharing import ControlLease, close_if_unused, close_masters, control_dir_for
 from . import sshhosts
 from .lifecycle import default_transport, redirect_page, walltime_end
 from .model import JOB_NAME, Endpoint, Listing, SessionRow, StopReport
@@ -186,11 +186,14 @@ def _reconciled(
             _forget_local(record)
         store.remove(record.session_id)
         tunnel_up = False
+    attached = process_alive(record.pid, record.pid_start)
+    if record.needs == "attach" and not attached and state != "ENDED":
+        problem = problem or f"needs you: run `nodetunnel attach {record.session_id}`"
     return SessionRow(
         session_id=record.session_id, app=record.app, cluster=record.cluster,
         job_id=record.job_id, state=state, node=record.node,
         time_left_s=status.time_left_s if status else None, tunnel_up=tunnel_up,
-        attached=process_alive(record.pid, record.pid_start), here=True, problem=problem,
+        attached=attached, here=True, problem=problem,
         url=record.url.split("?", 1)[0], local_port=record.local_port,
         reconnects=record.reconnects, record=record,
     )  # fmt: skip

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ..errors import NodetunnelError, PortInUse, SshError, WaitTimeout
 from ..proc import NotReady, wait_until
 from ..scheduler.base import JobState
+from ..transport.terminal import has_terminal
 from .tunnel import choose_local_port
 
 if TYPE_CHECKING:
@@ -72,7 +73,34 @@ def job_end_message(job_id: str, state: JobState) -> str:
     return f"job {job_id} {words} ({state.value}); the session is over"
 
 
+class NeedsYou(NodetunnelError):
+    """A new login asks for something (an MFA code) that no terminal here can answer."""
+
+
+def needs_you(session: Session, exc: NodetunnelError) -> None:
+    """Raise :class:`NeedsYou` if ``exc`` is a refused login a keeper cannot redo alone."""
+    if isinstance(exc, SshError) and exc.message.startswith("authentication") \
+            and session.req.keep and not has_terminal():  # fmt: skip
+        raise NeedsYou(exc.message, hint=f"run 'nodetunnel attach {session.session_id}'") from exc
+
+
 def watch(session: Session, *, poll_s: float = POLL_S) -> str:
+    """:func:`keep_up`; a keeper that needs a login it cannot do stops, the job runs on.
+
+    The record then says so ('needs you' in ``nodetunnel list``); ``nodetunnel
+    attach`` logs in from a terminal and hands the session to a keeper again.
+    """
+    try:
+        return keep_up(session, poll_s=poll_s)
+    except NeedsYou as exc:
+        if session.store is not None and session.record is not None:
+            session.record = dataclasses.replace(session.record, needs="attach")
+            session.store.save(session.record)
+        return (f"session {session.session_id} needs you: {exc.message}; the job keeps "
+                f"running: run `nodetunnel attach {session.session_id}` in a terminal")  # fmt: skip
+
+
+def keep_up(session: Session, *, poll_s: float = POLL_S) -> str:
     """Keep the tunnel up until the job ends; return why it ended. Ctrl-C propagates.
 
     The tunnel's own failure is the main signal: keepalives end it when the
@@ -143,6 +171,7 @@ def job_finished(session: Session, job_id: str) -> str | None:
     try:
         status = session.scheduler.status_of(job_id)
     except NodetunnelError as exc:  # no network, a busy controller: ask again later
+        needs_you(session, exc)
         if not isinstance(exc, SshError):
             session._notice(f"could not ask SLURM about job {job_id} (will retry): {exc.message}")
         return None

@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING
 from ..errors import CommandError, NodetunnelError, UsageError
 from ..proc import Completed, run
 from ..quoting import remote_command
+from .sharing import close_masters
 from .sshfailures import _KNOWN_FAILURE, translate_ssh_failure
+from .terminal import has_terminal, run_on_terminal
 
 if TYPE_CHECKING:
     from .sharing import ControlLease
@@ -199,6 +201,10 @@ class OpenSSH:
         self.diagnose_config_path = diagnose_config_path
         #: Run commands in a session of their own (see :meth:`OpenSSHTransport.shielded`).
         self.shielded = False
+        #: Open each hop's shared connection on the terminal before the first command
+        #: (see :mod:`.terminal`); every later command then runs away from the terminal.
+        self.open_first = False
+        self.masters_open = False
 
     @property
     def submit_host(self) -> str:
@@ -238,8 +244,17 @@ class OpenSSH:
         """
         argv = self.command_argv(self.submit_host, self.jump[:-1], argv)
         argv[-1] = marked_command(argv[-1])
+        if self.open_first and not self.masters_open and not self.shielded:
+            self.open_masters(timeout_s=max(timeout_s, 600))
         done = run(argv, input=input, timeout_s=timeout_s, check=False,
-                   new_session=self.shielded)  # fmt: skip
+                   new_session=self.shielded or self.masters_open)  # fmt: skip
+        if done.returncode == 255 and self.masters_open and not self.shielded \
+                and "Permission denied" in done.stderr and has_terminal():  # fmt: skip
+            # A shared connection went away and the new one needs a prompt: ask on the
+            # terminal, then run the command (authentication failed: it never started).
+            self.masters_open = False
+            self.open_masters(timeout_s=max(timeout_s, 600))
+            done = run(argv, input=input, timeout_s=timeout_s, check=False, new_session=True)
         if done.returncode == 255:
             failed = self._diagnose(argv, done)
             raise translate_ssh_failure(argv, failed, self.jump, self._aliases(failed.stderr))
@@ -249,6 +264,22 @@ class OpenSSH:
         return done
 
     __call__ = run  # a scheduler CommandRunner
+
+    def open_masters(self, *, timeout_s: float = 600) -> None:
+        """Open every hop's shared connection, outermost first, each ssh in the terminal's
+        foreground (its prompt answered there), its ProxyJump helpers then out of the
+        terminal's reach. ``timeout_s`` is generous: a person may be typing a code."""
+        for i, host in enumerate(self.jump):
+            via, dest = self.jump[:i], self._dest(host)
+            check = [*self.base_argv(via), "-O", "check", dest]
+            if run(check, timeout_s=10, check=False, new_session=True).returncode == 0:
+                continue  # already there (another nodetunnel command holds it)
+            argv = [*self.base_argv(via), "-T", "--", dest, "true"]
+            done = run_on_terminal(argv, timeout_s=timeout_s)
+            if done.returncode == 255:
+                failed = self._diagnose(argv, done)
+                raise translate_ssh_failure(argv, failed, self.jump, self._aliases(failed.stderr))
+        self.masters_open = True
 
     def _aliases(self, stderr: str) -> dict[str, str]:
         """The hop names of the host names ssh's refusal may give (``ssh -G``: HostName)."""
@@ -325,21 +356,6 @@ def after_marker(stdout: str) -> str:
     return stdout
 
 
-def close_masters(control_dir: Path, ssh_binary: str = SSH) -> None:
-    """Ask every shared-connection master with a socket in ``control_dir`` to exit.
-
-    For connections left by a nodetunnel process that was killed hard (their
-    ControlPersist would keep them for minutes).
-    """
-    if not control_dir.is_dir():
-        return
-    for sock in control_dir.iterdir():
-        if sock.is_socket():
-            argv = [ssh_binary, "-F", "/dev/null", "-o", f"ControlPath={sock}", "-O", "exit", "x"]
-            with contextlib.suppress(NodetunnelError):
-                run(argv, timeout_s=10, check=False)
-
-
 def write_ssh_configs(
     local_dir: Path,
     settings: SshSettings,
@@ -399,6 +415,7 @@ class OpenSSHTransport:
             ssh_binary=ssh_binary,
             diagnose_config_path=local_dir / "ssh_config.diagnose",
         )
+        self.ssh.open_first = self.settings.multiplex and not self.settings.batch_mode
         self._connected = False
 
     @property
@@ -424,7 +441,17 @@ class OpenSSHTransport:
         self._connected = True
 
     def adopt(self) -> None:
+        """Take over the connections of the process that made them (a keeper does)."""
         self._hold()
+        if not has_terminal():  # in the background: a prompt nobody can answer burns codes
+            batch = dataclasses.replace(self.settings, batch_mode=True)
+            path = self.local_dir / "ssh_config.batch"
+            text = render_config(control_dir=self.control_dir or self.local_dir, settings=batch,
+                                 includes=default_includes(self.ssh_includes))  # fmt: skip
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            self.ssh.config_path = path
         self._connected = True  # the configs in local_dir and the control sockets stay
 
     def close(self) -> None:

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import NodetunnelError
+from ..proc import run
 
 HOLDERS = "holders"
 
@@ -143,6 +144,21 @@ class ControlLease:
         return closed
 
 
+def close_masters(control_dir: Path, ssh_binary: str = "ssh") -> None:
+    """Ask every shared-connection master with a socket in ``control_dir`` to exit.
+
+    For connections left by a nodetunnel process that was killed hard (their
+    ControlPersist would keep them for minutes).
+    """
+    if not control_dir.is_dir():
+        return
+    for sock in control_dir.iterdir():
+        if sock.is_socket():
+            argv = [ssh_binary, "-F", "/dev/null", "-o", f"ControlPath={sock}", "-O", "exit", "x"]
+            with contextlib.suppress(NodetunnelError):
+                run(argv, timeout_s=10, check=False)
+
+
 def close_if_unused(control_dir: Path, close: Callable[[], None]) -> bool:
     """Run ``close`` if no live process holds ``control_dir`` (after a holder was killed hard)."""
     if not control_dir.is_dir():
@@ -154,4 +170,4 @@ def close_if_unused(control_dir: Path, close: Callable[[], None]) -> bool:
         return True
 
 
-__all__ = ["ControlLease", "close_if_unused", "control_dir_for"]
+__all__ = ["ControlLease", "close_if_unused", "close_masters", "control_dir_for"]
