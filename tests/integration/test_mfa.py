@@ -80,12 +80,18 @@ def test_foreground_one_slow_prompt_and_ctrl_c_costs_no_login(sandbox, mfa, lapt
     assert http_status(port, "/api/status", token) == 200
     assert (run.prompts, log.since().prompts, log.since().logins) == (1, 1, 1), run.output
     log.mark()
+    gateway = sandbox.paths.log_dir / "sshd-gateway.log"
+    gateway_at = gateway.stat().st_size
     run.child.sendintr()  # Ctrl-C on the terminal: the whole foreground group gets SIGINT
     answer_until(run, mfa[ALICE], pexpect.EOF, timeout_s=60)
     assert run.exitstatus == ExitCode.INTERRUPTED, run.output
     assert run.prompts == 1, run.output  # none at the clean-up
     after = log.since()
     assert (after.prompts, after.logins) == (0, 0)
+    # Nor at the inner hop: its ProxyJump helper survived the Ctrl-C.
+    with gateway.open("rb") as f:
+        f.seek(gateway_at)
+        assert f"Accepted publickey for {ALICE}".encode() not in f.read()
     _nothing_left(sandbox, ALICE)
     print(f"foreground: start {start_s:.1f} s (answer after 25 s), 1 prompt, clean-up 0 logins")
 
