@@ -87,6 +87,7 @@ class SessionRecord:
     #: Further apps in the same job (``--with``), one object each: app, title, remote,
     #: local_port, url, url_path, status_path (older records: none).
     extras: list[dict[str, str | int]] = dataclasses.field(default_factory=list)
+    needs: str = ""  # "attach": its keeper stopped for a login only a terminal can answer
 
     def to_json(self) -> dict[str, Any]:
         return {"version": RECORD_VERSION, **dataclasses.asdict(self)}

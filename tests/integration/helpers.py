@@ -204,7 +204,8 @@ def end_leftovers(user: str) -> None:
             if pid and start:
                 ProcessRef(pid, start).stop(timeout_s=3)
     top = runtime_dir(user)
-    for session_dir in sorted(top.glob("nt-*")) + sorted(top.glob("q-*")):
+    # Session dirs, then the clusters' shared-connection dirs (see transport.sharing).
+    for session_dir in sorted(top.glob("nt-*")) + sorted(top.glob("q-*")) + sorted(top.glob("c-*")):
         with contextlib.suppress(OSError, ValueError):  # a keeper may remove it meanwhile
             pid_file = session_dir / "tunnel.pid"
             if pid_file.exists():

@@ -111,10 +111,12 @@ def _assert_private(sandbox, sessions: dict[str, list[dict[str, object]]]) -> in
         # Laptop and cluster home: nothing of the owner's sessions is open to others.
         paths = _private_paths(sandbox, owner)
         sockets = [p for p in paths if _kind(p) == "sock"]
-        assert len(sockets) >= PER_USER, sockets  # the shared SSH connections of each session
+        # The shared SSH connections: one per hop, shared by all the user's sessions there.
+        assert len(sockets) >= 2, sockets
         # nodetunnel's own doing (the homes are 0700 here anyway): 0700 dirs, 0600 records.
         cluster_dirs = (sandbox.paths.user_home(owner) / ".nodetunnel" / "sessions").glob("nt-*")
-        own = [runtime_dir(owner), *runtime_dir(owner).glob("nt-*"), state_dir(owner),
+        own = [runtime_dir(owner), *runtime_dir(owner).glob("nt-*"), *runtime_dir(owner).glob("c-*"),
+               state_dir(owner),
                *state_dir(owner).glob("nt-*.json"), *cluster_dirs]  # fmt: skip
         assert len(own) >= 2 + 3 * PER_USER
         loose = [f"{p} {p.lstat().st_mode & 0o777:o}" for p in own if p.lstat().st_mode & 0o077]

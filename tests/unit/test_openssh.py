@@ -813,7 +813,7 @@ def test_close_without_ssh_binary_does_not_raise(tmp_path: Path) -> None:
 def test_close_masters_asks_each_socket_to_exit(tmp_path: Path) -> None:
     import socket as socketlib
 
-    from nodetunnel.transport.openssh import close_masters
+    from nodetunnel.transport.sharing import close_masters
 
     control = tmp_path / "ctl"
     control.mkdir()
@@ -878,3 +878,15 @@ def test_a_known_cause_is_never_replaced_by_the_diagnostic_retry(
         conn.run(["squeue"], timeout_s=10)
     assert "timed out waiting for a host" in info.value.message
     assert len(recorded(tmp_path)) == 1  # no BatchMode retry, which an MFA host always refuses
+
+
+def test_a_refused_code_names_the_hop_not_its_address() -> None:
+    stderr = (
+        "ntbob@198.18.1.2: Permission denied (keyboard-interactive).\r\n"
+        "Connection closed by UNKNOWN port 65535\r\n"
+    )
+    err = translate_ssh_failure(["ssh"], _completed(stderr), ["login", "gateway"],
+                                {"198.18.1.2": "login"})  # fmt: skip
+    assert err.message.startswith("authentication failed at login (keyboard-interactive)")
+    assert err.message.endswith("ntbob@198.18.1.2: Permission denied (keyboard-interactive).")
+    assert "'ssh login'" in (err.hint or "")

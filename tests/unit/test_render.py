@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from nodetunnel.sandbox import network, render
+from nodetunnel.errors import SandboxError
+from nodetunnel.sandbox import mfa, network, render
 from nodetunnel.sandbox.topology import (
     ALL_TEST_NET,
     LAPTOP_IFACE,
@@ -379,3 +380,36 @@ def test_pam_sshd_adopt_without_common_account_is_an_error() -> None:
 def test_pam_sshd_adopt_when_common_account_is_the_last_line() -> None:
     out = render.pam_sshd("@include common-auth\n@include common-account", adopt=True)
     assert "pam_slurm_adopt.so" in out
+
+
+def test_sshd_config_with_mfa_asks_for_a_key_and_a_code() -> None:
+    text = render.sshd_config(TOPO.login, PATHS, mfa=True)
+    assert "KbdInteractiveAuthentication yes\n" in text
+    assert "\nAuthenticationMethods publickey,keyboard-interactive\n" in text
+    assert "KbdInteractiveAuthentication no" not in text
+    assert "AuthenticationMethods" not in render.sshd_config(TOPO.login, PATHS)
+
+
+DEBIAN_PAM_SSHD = """# PAM configuration for the Secure Shell service
+@include common-auth
+account    required     pam_nologin.so
+@include common-account
+session    required     pam_limits.so
+@include common-session
+@include common-password
+"""
+
+
+def test_mfa_pam_stack_replaces_the_password_stack_only() -> None:
+    text = mfa.pam_stack(DEBIAN_PAM_SSHD, Path("/sb/mfa/users.oath"))
+    assert "@include common-auth" not in text
+    assert "auth requisite pam_oath.so usersfile=/sb/mfa/users.oath window=1 digits=6\n" in text
+    assert "@include common-account\n" in text
+    assert "@include common-session\n" in text
+    with pytest.raises(SandboxError):
+        mfa.pam_stack("account required pam_permit.so\n", Path("/x"))
+
+
+def test_mfa_usersfile_is_totp_30s_6_digits_without_pin() -> None:
+    text = mfa.usersfile_text({"ntbob": "bb" * 20, "ntalice": "aa" * 20})
+    assert text == f"HOTP/T30/6\tntalice\t-\t{'aa' * 20}\nHOTP/T30/6\tntbob\t-\t{'bb' * 20}\n"

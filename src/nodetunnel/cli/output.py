@@ -72,7 +72,7 @@ def session_table(rows: list[Any]) -> None:
             tunnel += f" ({r.reconnects} reconnects)"
         table.add_row(
             r.session_id, r.app, r.cluster or "", r.job_id, r.state, r.node,
-            time_left_text(r.time_left_s), tunnel, _urls(r) if r.tunnel_up else "",
+            time_left_text(r.time_left_s), tunnel, _urls(r) if r.tunnel_up else r.problem,
         )  # fmt: skip
     # Off a terminal (a pipe, a file) rich would cut the table at 80 columns.
     Console(width=None if sys.stdout.isatty() else 10_000).print(table)

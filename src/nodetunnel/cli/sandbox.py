@@ -64,16 +64,56 @@ def sandbox_group() -> None:
     show_default=True,
     help="Number of compute nodes.",
 )
+@click.option("--mfa", is_flag=True,
+              help="The login host asks for a key and a one-time code (see 'sandbox mfa').")  # fmt: skip
 @_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def sandbox_up(node_count: int, root: Path | None, as_json: bool) -> None:
+def sandbox_up(node_count: int, mfa: bool, root: Path | None, as_json: bool) -> None:
     """Build the mini-cluster and wait until it is ready (idempotent).
 
     Ready means: every sshd answers with its host key, slurmctld answers,
     all nodes are idle and the scheduler has made its first pass.
     """
-    status = _sandbox(root, node_count, quiet=as_json).up()
+    sb = _sandbox(root, node_count, quiet=as_json)
+    status = sb.up()
+    if mfa:
+        files = sb.enable_mfa()
+        status = sb.status()
+        if not as_json:
+            _say_mfa(files)
     _show_status(status, as_json)
+
+
+@sandbox_group.command("mfa")
+@click.option("--off", is_flag=True, help="A key alone is enough at the login host again.")
+@_dir_option
+def sandbox_mfa(off: bool, root: Path | None) -> None:
+    """Make the login host ask for a key and a one-time code (TOTP), as MFA bastions do.
+
+    sshd requires publickey,keyboard-interactive; the code comes from PAM
+    (pam_oath: 30 s steps, 6 digits, each code accepted once). Every test
+    user gets a new secret, readable by root only. Connections already
+    open stay up.
+
+    \b
+    Example, as root:
+      nodetunnel sandbox mfa
+      su - ntalice -c 'ssh login hostname'     # asks: One-time password (OATH) for `ntalice':
+      oathtool --totp "$(cat /var/lib/nodetunnel-sandbox/mfa/ntalice.hex)"   # the code
+      nodetunnel sandbox mfa --off
+    """
+    sb = _sandbox(root, quiet=True)
+    if off:
+        was = sb.disable_mfa()
+        click.echo("login host: key only" + (" (was key + one-time code)" if was else ""))
+        return
+    _say_mfa(sb.enable_mfa())
+
+
+def _say_mfa(files: dict[str, Path]) -> None:
+    click.echo("login host: key + one-time code (TOTP); the current code of a user:")
+    for user, path in files.items():
+        click.echo(f'  {user}: oathtool --totp "$(cat {path})"')
 
 
 @sandbox_group.command("down")
@@ -197,7 +237,7 @@ def _show_status(status: Any, as_json: bool) -> None:
         table.add_row(host, " ".join(addrs), daemons, status.nodes.get(host, ""))
     console.print(table)
     console.print(f"users: {', '.join(status.users)}   ssh config: {status.ssh_config}")
-    console.print(f"shared home: {status.home}")
+    console.print(f"shared home: {status.home}   login: {status.login_auth}")
     for problem in status.problems:
         console.print(f"[red]problem:[/red] {problem}")
     console.print("[green]up[/green]" if status.up else "[red]not healthy[/red]")

@@ -163,6 +163,8 @@ def attach(
                              store=store)  # fmt: skip
     notify = notify_setting(notify, record.cluster, config_file)
     follow_events(session, as_json=as_json, notify=notify, foreground=True)
+    # Its keeper stopped for a login it could not answer: after this one, a keeper again.
+    detach = detach or record.needs == "attach"
     with session:
         serve(session, session.reattach(), as_json=as_json, browser=not no_browser,
               detach=detach, notify=notify)  # fmt: skip

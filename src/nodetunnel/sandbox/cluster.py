@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import CommandError, NodetunnelError, PrerequisiteError, SandboxError
 from ..proc import NotReady, ProcessRef, run, spawn, wait_until
-from . import daemons, homecache, network, provision, teardown
+from . import daemons, homecache, mfa, network, provision, teardown
 from .prereqs import (
     CGROUP_MOUNTS,
     PAM_ADOPT_PATHS,
@@ -83,6 +83,7 @@ class Status:
     users: list[str]
     problems: list[str]
     home: str = "direct on every host"  # or cached through bindfs, see .homecache
+    login_auth: str = "key only"  # or key + TOTP, see .mfa
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -214,6 +215,7 @@ class Sandbox:
             users=list(state.get("users", [])),
             problems=problems,
             home=homecache.describe(state),
+            login_auth=mfa.describe(state),
         )
 
     def _node_states(self, state: dict[str, Any]) -> dict[str, str]:
@@ -434,6 +436,25 @@ class Sandbox:
             state = self._up_state()
             try:
                 return homecache.uncache_home(self, state)
+            finally:
+                self._write_state(state)
+
+    # ------------------------------------------------------------------ MFA
+    def enable_mfa(self) -> dict[str, Path]:
+        """The login host asks for a key and a TOTP code (see .mfa); each user's secret file."""
+        with self._locked():
+            state = self._up_state()
+            try:
+                return mfa.enable_mfa(self, state)
+            finally:
+                self._write_state(state)
+
+    def disable_mfa(self) -> bool:
+        """A key alone is enough at the login host again; return whether MFA was on."""
+        with self._locked():
+            state = self._up_state()
+            try:
+                return mfa.disable_mfa(self, state)
             finally:
                 self._write_state(state)
 

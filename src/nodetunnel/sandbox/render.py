@@ -82,7 +82,9 @@ def cgroup_conf() -> str:
     )
 
 
-def sshd_config(host: Host, paths: Paths) -> str:
+def sshd_config(host: Host, paths: Paths, *, mfa: bool = False) -> str:
+    """``mfa``: a key *and* a one-time code from PAM (see .mfa), as at sites with a bastion."""
+    kbd = "yes\nAuthenticationMethods publickey,keyboard-interactive" if mfa else "no"
     listen = "".join(f"ListenAddress {a}\n" for a in host.addrs)
     hd = paths.host_dir(host.name)
     return f"""{HEADER}Port 22
@@ -92,7 +94,7 @@ LogLevel VERBOSE
 UsePAM yes
 PermitRootLogin no
 PasswordAuthentication no
-KbdInteractiveAuthentication no
+KbdInteractiveAuthentication {kbd}
 PubkeyAuthentication yes
 AuthorizedKeysFile .ssh/authorized_keys
 StrictModes yes

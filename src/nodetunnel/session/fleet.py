@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import secrets
 import shutil
@@ -29,7 +30,8 @@ from ..scheduler import make_scheduler
 from ..scheduler.base import JobStatus, Scheduler
 from ..state import SessionRecord, SessionStore
 from ..transport.base import ClusterRef, Transport
-from ..transport.openssh import close_masters, private_runtime_dir
+from ..transport.openssh import private_runtime_dir
+from ..transport.sharing import ControlLease, close_if_unused, close_masters, control_dir_for
 from . import sshhosts
 from .extras import from_endpoint as extras_from_endpoint
 from .extras import pick
@@ -75,11 +77,29 @@ def _forget_local(record: SessionRecord) -> None:
     directory goes: a few bounded tries leave nothing behind.
     """
     local_dir = private_runtime_dir() / record.session_id
+    shared = control_dir_for(private_runtime_dir(), ClusterRef.of(record).key)
+    close_if_unused(shared, lambda: close_masters(shared))  # nobody else rides them
     for _attempt in range(3):
         close_masters(local_dir)
         shutil.rmtree(local_dir, ignore_errors=True)
         if not local_dir.exists():
             return
+
+
+@contextlib.contextmanager
+def holding(refs: Sequence[ClusterRef]) -> Iterator[None]:
+    """Keep these clusters' shared connections up meanwhile (see transport.sharing):
+    a keeper told to stop then leaves them for the commands that follow."""
+    leases = [ControlLease(control_dir_for(private_runtime_dir(), ref.key))
+              for ref in refs if ref.multiplex]  # fmt: skip
+    try:
+        for lease in leases:
+            lease.acquire()
+        yield
+    finally:
+        for lease in leases:
+            with contextlib.suppress(NodetunnelError, OSError):
+                lease.release(functools.partial(close_masters, lease.control_dir))
 
 
 def by_cluster(
@@ -168,11 +188,14 @@ def _reconciled(
             _forget_local(record)
         store.remove(record.session_id)
         tunnel_up = False
+    attached = process_alive(record.pid, record.pid_start)
+    if record.needs == "attach" and not attached and state != "ENDED":
+        problem = problem or f"needs you: run `nodetunnel attach {record.session_id}`"
     return SessionRow(
         session_id=record.session_id, app=record.app, cluster=record.cluster,
         job_id=record.job_id, state=state, node=record.node,
         time_left_s=status.time_left_s if status else None, tunnel_up=tunnel_up,
-        attached=process_alive(record.pid, record.pid_start), here=True, problem=problem,
+        attached=attached, here=True, problem=problem,
         url=record.url.split("?", 1)[0], local_port=record.local_port,
         reconnects=record.reconnects, record=record,
     )  # fmt: skip
@@ -296,13 +319,25 @@ def stop_sessions(
         for pid, start in ((r.pid, r.pid_start), (r.tunnel_pid, r.tunnel_start))
         if pid and start
     ]
+    groups = by_cluster(records)
+    with holding([ref for ref, _ in groups] if connect is cluster_link else []):
+        return _stop(store, records, procs, groups, connect)
+
+
+def _stop(
+    store: SessionStore,
+    records: Sequence[SessionRecord],
+    procs: list[ProcessRef],
+    groups: list[tuple[ClusterRef, list[SessionRecord]]],
+    connect: Connector,
+) -> StopReport:
     signalled = [proc for proc in procs if proc.signal(signal.SIGTERM)]  # a keeper cleans up
     for proc in signalled:  # as on Ctrl-C; once is enough (a second would cut it short)
         proc.stop(timeout_s=10, signalled=True)
     for record in records:
         _forget_local(record)  # and connections, if its keeper was killed hard
     report = StopReport()
-    for ref, group in by_cluster(records):
+    for ref, group in groups:
         try:
             with connect(ref) as link:
                 link.scheduler.cancel_jobs([r.job_id for r in group])

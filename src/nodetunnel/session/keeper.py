@@ -16,6 +16,7 @@ from ..errors import NodetunnelError, PortInUse, SshError, WaitTimeout
 from ..events import ENDED, WALLTIME_WARNING
 from ..proc import NotReady, wait_until
 from ..scheduler.base import JobState
+from ..transport.terminal import has_terminal
 from .tunnel import choose_local_port
 
 if TYPE_CHECKING:
@@ -73,18 +74,39 @@ def job_end_message(job_id: str, state: JobState) -> str:
     return f"job {job_id} {words} ({state.value}); the session is over"
 
 
+class NeedsYou(NodetunnelError):
+    """A new login asks for something (an MFA code) that no terminal here can answer."""
+
+
+def needs_you(session: Session, exc: NodetunnelError) -> None:
+    """Raise :class:`NeedsYou` if ``exc`` is a refused login a keeper cannot redo alone."""
+    if isinstance(exc, SshError) and exc.message.startswith("authentication") \
+            and session.req.keep and not has_terminal():  # fmt: skip
+        raise NeedsYou(exc.message, hint=f"run 'nodetunnel attach {session.session_id}'") from exc
+
+
 #: A job that ends in these states ended the way its user meant (stopped, or the app quit);
 #: any other end (the time limit, a node failure, the lease, a lost tunnel) is unexpected.
 EXPECTED_ENDS = frozenset({JobState.CANCELLED, JobState.COMPLETED})
 
 
 def watch(session: Session, *, poll_s: float = POLL_S) -> str:
-    """Keep the tunnel up until the job ends; return why it ended (an ``ended`` event says it
-    too, with whether it was expected). Ctrl-C propagates; an error ends the session with an
+    """:func:`keep_up`; return why the session ended (an ``ended`` event says it too, with
+    whether it was expected). Ctrl-C propagates; an error ends the session with an
     unexpected ``ended`` event, then propagates.
+
+    A keeper that needs a login it cannot do stops, and the job runs on: the record
+    then says so ('needs you' in ``nodetunnel list``); ``nodetunnel attach`` logs in
+    from a terminal and hands the session to a keeper again.
     """
     try:
-        why, state, lease_end = _watch(session, poll_s=poll_s)
+        why, state, lease_end = keep_up(session, poll_s=poll_s)
+    except NeedsYou as exc:
+        if session.store is not None and session.record is not None:
+            session.record = dataclasses.replace(session.record, needs="attach")
+            session.store.save(session.record)
+        return (f"session {session.session_id} needs you: {exc.message}; the job keeps "
+                f"running: run `nodetunnel attach {session.session_id}` in a terminal")  # fmt: skip
     except NodetunnelError as exc:
         session._emit(ENDED, state=None, expected=False, message=exc.message)
         raise
@@ -93,8 +115,9 @@ def watch(session: Session, *, poll_s: float = POLL_S) -> str:
     return why
 
 
-def _watch(session: Session, *, poll_s: float) -> tuple[str, JobState, bool]:
-    """Keep the tunnel up until the job ends; return why it ended. Ctrl-C propagates.
+def keep_up(session: Session, *, poll_s: float = POLL_S) -> tuple[str, JobState, bool]:
+    """Keep the tunnel up until the job ends; return why it ended, the job's last state and
+    whether its lease ended it. Ctrl-C propagates.
 
     The tunnel's own failure is the main signal: keepalives end it when the
     path dies, and where pam_slurm_adopt is used the job's end ends it too.
@@ -173,6 +196,7 @@ def job_end(session: Session, job_id: str) -> tuple[str, JobState, bool] | None:
     try:
         status = session.scheduler.status_of(job_id)
     except NodetunnelError as exc:  # no network, a busy controller: ask again later
+        needs_you(session, exc)
         if not isinstance(exc, SshError):
             session._notice(f"could not ask SLURM about job {job_id} (will retry): {exc.message}")
         return None

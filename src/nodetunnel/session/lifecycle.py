@@ -62,7 +62,8 @@ def default_transport(
                                    connect_timeout_s=cluster.connect_timeout_s,
                                    multiplex=cluster.multiplex)  # fmt: skip
     return OpenSSHTransport(cluster.jump, local_dir=local_dir, user=cluster.user,
-                            ssh_includes=cluster.ssh_includes, settings=settings)  # fmt: skip
+                            ssh_includes=cluster.ssh_includes, settings=settings,
+                            share_key=cluster.key)  # fmt: skip
 
 
 class Session:

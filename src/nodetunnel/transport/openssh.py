@@ -17,15 +17,21 @@ import contextlib
 import dataclasses
 import os
 import re
-import shlex
 import stat
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..errors import CommandError, NodetunnelError, SshError, UsageError
+from ..errors import CommandError, NodetunnelError, UsageError
 from ..proc import Completed, run
 from ..quoting import remote_command
+from .sharing import close_masters
+from .sshfailures import _KNOWN_FAILURE, translate_ssh_failure
+from .terminal import has_terminal, run_on_terminal
+
+if TYPE_CHECKING:
+    from .sharing import ControlLease
 
 SSH = "ssh"
 USER_CONFIG = Path("~/.ssh/config")
@@ -195,6 +201,10 @@ class OpenSSH:
         self.diagnose_config_path = diagnose_config_path
         #: Run commands in a session of their own (see :meth:`OpenSSHTransport.shielded`).
         self.shielded = False
+        #: Open each hop's shared connection on the terminal before the first command
+        #: (see :mod:`.terminal`); every later command then runs away from the terminal.
+        self.open_first = False
+        self.masters_open = False
 
     @property
     def submit_host(self) -> str:
@@ -234,16 +244,56 @@ class OpenSSH:
         """
         argv = self.command_argv(self.submit_host, self.jump[:-1], argv)
         argv[-1] = marked_command(argv[-1])
+        if self.open_first and not self.masters_open and not self.shielded:
+            self.open_masters(timeout_s=max(timeout_s, 600))
         done = run(argv, input=input, timeout_s=timeout_s, check=False,
-                   new_session=self.shielded)  # fmt: skip
+                   new_session=self.shielded or self.masters_open)  # fmt: skip
+        if done.returncode == 255 and self.masters_open and not self.shielded \
+                and "Permission denied" in done.stderr and has_terminal():  # fmt: skip
+            # A shared connection went away and the new one needs a prompt: ask on the
+            # terminal, then run the command (authentication failed: it never started).
+            self.masters_open = False
+            self.open_masters(timeout_s=max(timeout_s, 600))
+            done = run(argv, input=input, timeout_s=timeout_s, check=False, new_session=True)
         if done.returncode == 255:
-            raise translate_ssh_failure(argv, self._diagnose(argv, done), self.jump)
+            failed = self._diagnose(argv, done)
+            raise translate_ssh_failure(argv, failed, self.jump, self._aliases(failed.stderr))
         done = dataclasses.replace(done, stdout=after_marker(done.stdout))
         if check and done.returncode != 0:
             raise CommandError(argv, done.returncode, done.stderr or done.stdout)
         return done
 
     __call__ = run  # a scheduler CommandRunner
+
+    def open_masters(self, *, timeout_s: float = 600) -> None:
+        """Open every hop's shared connection, outermost first, each ssh in the terminal's
+        foreground (its prompt answered there), its ProxyJump helpers then out of the
+        terminal's reach. ``timeout_s`` is generous: a person may be typing a code."""
+        for i, host in enumerate(self.jump):
+            via, dest = self.jump[:i], self._dest(host)
+            check = [*self.base_argv(via), "-O", "check", dest]
+            if run(check, timeout_s=10, check=False, new_session=True).returncode == 0:
+                continue  # already there (another nodetunnel command holds it)
+            argv = [*self.base_argv(via), "-T", "--", dest, "true"]
+            done = run_on_terminal(argv, timeout_s=timeout_s)
+            if done.returncode == 255:
+                failed = self._diagnose(argv, done)
+                raise translate_ssh_failure(argv, failed, self.jump, self._aliases(failed.stderr))
+        self.masters_open = True
+
+    def _aliases(self, stderr: str) -> dict[str, str]:
+        """The hop names of the host names ssh's refusal may give (``ssh -G``: HostName)."""
+        if "Permission denied" not in stderr:
+            return {}
+        names: dict[str, str] = {}
+        for host in self.jump:
+            argv = [self.ssh_binary, "-G", "-F", str(self.config_path), self._dest(host)]
+            with contextlib.suppress(NodetunnelError):
+                shown = run(argv, timeout_s=10, check=False).stdout
+                m = re.search(r"^hostname (\S+)$", shown, re.MULTILINE)
+                if m:
+                    names.setdefault(m[1], host)
+        return names
 
     def _diagnose(self, argv: list[str], failed: Completed) -> Completed:
         """The same connection without sharing or prompts, for ssh's own reason of a failure."""
@@ -310,92 +360,21 @@ def after_marker(stdout: str) -> str:
     return stdout
 
 
-#: Failures whose cause ssh has already named: a diagnostic retry (which cannot answer an
-#: MFA prompt) would only replace it with a misleading one.
-_KNOWN_FAILURE = re.compile(
-    r"Permission denied|Too many authentication failures|Host key verification failed|"
-    r"REMOTE HOST IDENTIFICATION HAS CHANGED|Could not resolve hostname|Name or service not known|"
-    r"timed out during banner exchange|Connection timed out|No route to host|"
-    r"Network is unreachable|Connection refused|not responding"
-)
-_REFUSED_AT = re.compile(
-    r"(?:^|\n)(?:[^@\s]+@)?(?P<host>[^:\s]+): Permission denied \((?P<how>[^)]*)\)"
-)
-
-
-def close_masters(control_dir: Path, ssh_binary: str = SSH) -> None:
-    """Ask every shared-connection master with a socket in ``control_dir`` to exit.
-
-    For connections left by a nodetunnel process that was killed hard (their
-    ControlPersist would keep them for minutes).
-    """
-    if not control_dir.is_dir():
-        return
-    for sock in control_dir.iterdir():
-        if sock.is_socket():
-            argv = [ssh_binary, "-F", "/dev/null", "-o", f"ControlPath={sock}", "-O", "exit", "x"]
-            with contextlib.suppress(NodetunnelError):
-                run(argv, timeout_s=10, check=False)
-
-
-def translate_ssh_failure(argv: Sequence[str], done: Completed, jump: Sequence[str]) -> SshError:
-    """Turn ssh's exit 255 and its stderr into one message with a next step."""
-    err = done.stderr.strip()
-    last = err.splitlines()[-1] if err else "no error output"
-    chain = " -> ".join(jump)
-    refused = _REFUSED_AT.search(err)
-    if refused and "keyboard-interactive" in refused["how"] and "publickey" not in refused["how"]:
-        host = refused["host"]
-        hint = (
-            f"the one-time code (or password) was not accepted: run the command again and enter "
-            f"a fresh code; check that 'ssh {shlex.quote(host)}' works in this terminal"
-        )
-        msg = f"authentication failed at {host} ({refused['how']}) on the way {chain}: {last}"
-    elif "Permission denied" in err or "Too many authentication failures" in err:
-        hint = (
-            f"check that 'ssh {shlex.quote(jump[0])}' works from this terminal (keys, agent, "
-            "user name in ~/.ssh/config)"
-        )
-        msg = f"authentication refused on the way {chain}: {last}"
-    elif "timed out during banner exchange" in err:
-        hint = (
-            "a host on the way did not answer in time: if it asked for a code, answer sooner or "
-            "raise connect_timeout_s (or ConnectTimeout in your ssh config); else check the network"
-        )
-        msg = f"timed out waiting for a host on the way {chain} to answer: {last}"
-    elif "Host key verification failed" in err or "REMOTE HOST IDENTIFICATION HAS CHANGED" in err:
-        hint = "connect once with plain ssh to review and accept the host key; nodetunnel never skips it"
-        msg = f"host key check failed on the way {chain}: {last}"
-    elif any(s in err for s in ("Could not resolve hostname", "Name or service not known")):
-        hint = "check the host names in the cluster profile (nodetunnel config)"
-        msg = f"unknown host on the way {chain}: {last}"
-    elif any(
-        s in err
-        for s in (
-            "Connection timed out",
-            "No route to host",
-            "Network is unreachable",
-            "Connection refused",
-            "not responding",
-            "Connection closed",
-        )
-    ):
-        hint = "check your network or VPN, then try again"
-        msg = f"cannot reach the cluster ({chain}): {last}"
-    else:
-        hint = "run the same with --debug to see the ssh command, and try it by hand"
-        msg = f"ssh failed on the way {chain}: {last}"
-    return SshError(argv, 255, err, message=msg, hint=hint)
-
-
 def write_ssh_configs(
-    local_dir: Path, settings: SshSettings, extra_includes: Sequence[str]
+    local_dir: Path,
+    settings: SshSettings,
+    extra_includes: Sequence[str],
+    control_dir: Path | None = None,
 ) -> None:
-    """A fresh private directory with the session's ssh config and its no-sharing twin."""
+    """A fresh private directory with the session's ssh config and its no-sharing twin.
+
+    The control sockets go to ``control_dir`` (default: ``local_dir`` itself).
+    """
     import shutil
 
+    control_dir = control_dir or local_dir
     if settings.multiplex:  # control sockets live there: their paths must fit
-        check_control_dir(local_dir)
+        check_control_dir(control_dir)
     close_masters(local_dir)  # left, with the directory, by a process killed hard
     shutil.rmtree(local_dir, ignore_errors=True)
     local_dir.mkdir(mode=0o700)
@@ -404,14 +383,15 @@ def write_ssh_configs(
     for name, how in (("ssh_config", settings), ("ssh_config.diagnose", diagnose)):
         fd = os.open(local_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(render_config(control_dir=local_dir, settings=how, includes=includes))
+            f.write(render_config(control_dir=control_dir, settings=how, includes=includes))
 
 
 class OpenSSHTransport:
     """The :class:`~nodetunnel.transport.base.Transport` over the system OpenSSH client.
 
-    Its private directory ``local_dir`` holds the generated ssh configs and the
-    shared connections' control sockets (see :func:`render_config`).
+    Its private directory ``local_dir`` holds the generated ssh configs; the
+    shared connections' control sockets are in the cluster's control directory
+    when ``share_key`` is given (see :mod:`.sharing`), else in ``local_dir``.
     """
 
     def __init__(
@@ -423,9 +403,14 @@ class OpenSSHTransport:
         ssh_includes: Sequence[str] = (),
         settings: SshSettings | None = None,
         ssh_binary: str = SSH,
+        share_key: object | None = None,
     ) -> None:
         self.local_dir = local_dir
         self.settings = settings or SshSettings()
+        # The cluster's key: its control directory is found when connecting (see .sharing).
+        self.share_key = share_key if self.settings.multiplex else None
+        self.control_dir: Path | None = None
+        self.lease: ControlLease | None = None
         self.ssh_includes = tuple(ssh_includes)
         self.ssh = OpenSSH(
             jump,
@@ -434,6 +419,7 @@ class OpenSSHTransport:
             ssh_binary=ssh_binary,
             diagnose_config_path=local_dir / "ssh_config.diagnose",
         )
+        self.ssh.open_first = self.settings.multiplex and not self.settings.batch_mode
         self._connected = False
 
     @property
@@ -444,15 +430,42 @@ class OpenSSHTransport:
     def chain(self) -> str:
         return " -> ".join(self.ssh.jump)
 
+    def _hold(self) -> None:
+        if self.share_key is not None and self.lease is None:
+            from .sharing import ControlLease, control_dir_for
+
+            self.control_dir = control_dir_for(private_runtime_dir(), self.share_key)
+            self.lease = ControlLease(self.control_dir)
+        if self.lease is not None:
+            self.lease.acquire()
+
     def connect(self) -> None:
-        write_ssh_configs(self.local_dir, self.settings, self.ssh_includes)
+        self._hold()  # before the configs: the first command may log in
+        write_ssh_configs(self.local_dir, self.settings, self.ssh_includes, self.control_dir)
         self._connected = True
 
     def adopt(self) -> None:
-        self._connected = True  # the configs and control sockets in local_dir stay
+        """Take over the connections of the process that made them (a keeper does)."""
+        self._hold()
+        if not has_terminal():  # in the background: a prompt nobody can answer burns codes
+            batch = dataclasses.replace(self.settings, batch_mode=True)
+            path = self.local_dir / "ssh_config.batch"
+            text = render_config(control_dir=self.control_dir or self.local_dir, settings=batch,
+                                 includes=default_includes(self.ssh_includes))  # fmt: skip
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            self.ssh.config_path = path
+        self._connected = True  # the configs in local_dir and the control sockets stay
 
     def close(self) -> None:
-        if self._connected:
+        """Close the shared connections, unless another nodetunnel process still uses them."""
+        if not self._connected:
+            return
+        self._connected = False
+        if self.lease is not None:
+            self.lease.release(self.ssh.close)
+        else:
             self.ssh.close()
 
     @contextlib.contextmanager
