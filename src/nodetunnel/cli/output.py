@@ -77,6 +77,8 @@ def announce(session: Any, info: Any, *, detached_pid: int | None) -> None:
     lease = session.req.lease_s
     until = f" until the job ends or nothing keeps it for {lease / 60:g} min" if lease else ""
     click.echo(f"\n  {session.app.name} is ready: {info.url}\n")
+    if session.app.auth.form is not None:  # its password is made here: only our page logs in
+        click.echo(f"  to log in from another window: nodetunnel open {info.session_id}")
     if detached_pid is not None:
         click.echo(f"  job {info.job_id} on {info.node}{left}. Runs in the background{until}: "
                    f"nodetunnel list; nodetunnel stop {info.session_id}")  # fmt: skip

@@ -323,7 +323,9 @@ def open_page(store: SessionStore, record: SessionRecord) -> Path:
             f"session {record.session_id} has no tunnel on this machine now",
             hint=f"run 'nodetunnel attach {record.session_id}' to bring it back",
         )
-    return redirect_page(store.page_path(record.session_id), record.url, record.app)
+    app = APPS.get(record.app)
+    login = app.login_form(record.url, record.token) if app is not None else None
+    return redirect_page(store.page_path(record.session_id), record.url, record.app, login)
 
 
 def keeper_command(*, debug: bool = False) -> tuple[list[str], dict[str, str]]:

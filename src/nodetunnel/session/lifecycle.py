@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import html
 import math
 import os
 import secrets
@@ -24,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..apps import APPS
+from ..apps.base import LoginForm, opening_page
 from ..errors import (
     JobFailed,
     NodetunnelError,
@@ -47,15 +47,12 @@ Progress = Callable[[str], None]
 RECONNECT_TIMEOUT_S = 300.0  # in the foreground; a detached session tries as long as the job runs
 
 
-def redirect_page(path: Path, url: str, title: str) -> Path:
-    """Write a 0600 page at ``path`` that sends the browser to ``url`` (token stays out of argv)."""
-    href = html.escape(url, quote=True)
+def redirect_page(path: Path, url: str, title: str, login: LoginForm | None = None) -> Path:
+    """Write a 0600 page at ``path`` that opens ``url`` (the token stays out of argv); with
+    ``login`` (:meth:`~nodetunnel.apps.base.App.login_form`) it posts the app's login form."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(
-            f'<!DOCTYPE html><meta http-equiv="refresh" content="0; url={href}">'
-            f'<a href="{href}">Open {html.escape(title)}</a>\n'
-        )
+        f.write(opening_page(url, title, login))
     return path
 
 
@@ -533,7 +530,8 @@ class Session:
         """A 0600 page that redirects to the URL: opening it keeps the token out of argv."""
         if self.info is None:
             raise RuntimeError("browser_file() needs a started session")
-        return redirect_page(self.local_dir / "open.html", self.info.url, self.app.name)
+        return redirect_page(self.local_dir / "open.html", self.info.url, self.app.name,
+                             self.app.login_form(self.info.url, self.token))  # fmt: skip
 
     def ended_reason(self) -> str | None:
         """What the job wrote when it ended itself (the lease), if anything."""

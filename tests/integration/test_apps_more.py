@@ -1,0 +1,158 @@
+"""The notebook and dashboard apps beyond Jupyter, end to end on the mini-cluster: marimo, Panel,
+Voilà and code-server (the real packages, in the shared cluster-side venv).
+
+One test per recipe: start, the page through the tunnel (logged in with the secret made on
+the laptop, refused without it), another user on the node cannot reach the app, nothing of
+it listens on a TCP port of the node, and a stop leaves no job, no process and no socket.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import pwd
+import tempfile
+import urllib.parse
+from pathlib import Path
+
+from nodetunnel.proc import run
+from nodetunnel.sandbox.cluster import as_user_argv
+
+from .helpers import ALICE, ARTIFACTS, BOB, node_processes, state_dir
+from .test_apps import app_argv, session_of
+
+
+def request(port: int, path: str, headers: dict[str, str] | None = None, *, method: str = "GET",
+            body: str | None = None) -> tuple[int, dict[str, str], str]:  # fmt: skip
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return (
+            response.status,
+            dict(response.getheaders()),
+            response.read().decode(errors="replace"),
+        )
+    finally:
+        conn.close()
+
+
+def user_file(sandbox, name: str, text: str) -> Path:
+    path = sandbox.paths.user_home(ALICE) / name
+    path.write_text(text)
+    os.chown(path, pwd.getpwnam(ALICE).pw_uid, pwd.getpwnam(ALICE).pw_gid)
+    return path
+
+
+def tcp_listeners(sandbox, node: str) -> set[str]:
+    return {line.split()[3] for line in sandbox.run_in(node, ["ss", "-ltnH"]).splitlines()}
+
+
+def assert_private(sandbox, info: dict, listeners_before: set[str]) -> None:
+    """The app's socket is in a 0700 directory of its user, another user on the node cannot
+    connect to it, and the app opened no TCP port on the node."""
+    node, sock = str(info["node"]), str(info["remote"])
+    assert sock.startswith("/tmp/nt."), sock
+    mode = sandbox.run_in(node, ["stat", "-c", "%a %U", os.path.dirname(sock)]).split()
+    assert mode == ["700", ALICE]
+    probe = "import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])"
+    res = run(sandbox.host_argv(node, as_user_argv(BOB, ["/usr/bin/python3", "-c", probe, sock])),
+              timeout_s=20, check=False)  # fmt: skip
+    assert res.returncode != 0
+    assert "PermissionError" in res.stderr, res.stderr
+    assert tcp_listeners(sandbox, node) == listeners_before
+
+
+def assert_gone(sandbox, info: dict) -> None:
+    node = str(info["node"])
+    assert node_processes(ALICE, node) == []
+    res = run(sandbox.host_argv(node, ["test", "-e", os.path.dirname(str(info["remote"]))]),
+              timeout_s=20, check=False)  # fmt: skip
+    assert res.returncode == 1  # the private directory went with the job
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name))
+    page.close()
+
+
+# ---------------------------------------------------------------- marimo
+MARIMO_NOTEBOOK = """\
+import marimo
+
+app = marimo.App()
+
+
+@app.cell
+def _():
+    import marimo as mo
+
+    mo.md("# My marimo notebook")
+    return (mo,)
+
+
+@app.cell
+def _(mo):
+    import socket
+
+    mo.md(f"computed on {socket.gethostname()}")
+    return
+
+
+if __name__ == "__main__":
+    app.run()
+"""
+
+
+def test_marimo_edit_logs_in_with_the_token_and_its_websocket_runs_cells(
+    sandbox, laptop_nodetunnel, chromium
+):
+    notebook = user_file(sandbox, "nt_marimo_nb.py", MARIMO_NOTEBOOK)
+    before = {n: tcp_listeners(sandbox, n) for n in ("node1", "node2")}
+    argv = app_argv(laptop_nodetunnel, "marimo", "edit", str(notebook))
+    try:
+        with session_of(sandbox, argv) as info:
+            port, url = int(info["local_port"]), str(info["url"])
+            token = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["access_token"][0]
+            assert url.startswith(f"http://127.0.0.1:{port}/?access_token=")
+            assert request(port, "/api/version", {"Authorization": f"Bearer {token}"})[0] == 200
+            assert request(port, "/api/version")[0] == 401
+            assert request(port, "/api/version", {"Authorization": "Bearer wrong"})[0] == 401
+            assert request(port, "/")[0] == 303  # to the login page
+            assert_private(sandbox, info, before[str(info["node"])])
+            page = chromium.new_page()
+            sockets: list[str] = []
+            page.on("websocket", lambda ws: sockets.append(ws.url))
+            page.goto(url, timeout=60_000)
+            # The editor loads; "run all" makes the kernel on the node run the cells, whose
+            # outputs come back over the websocket.
+            page.wait_for_selector("[data-testid=cell-editor]", timeout=60_000)
+            page.click("[data-testid=chrome-controls-bottom-right] [data-testid=run-button]")
+            page.wait_for_selector("h1:has-text('My marimo notebook')", timeout=60_000)
+            page.wait_for_selector(f"text=computed on {info['node']}", timeout=60_000)
+            assert any("/ws?" in u for u in sockets), sockets
+            screenshot(page, "marimo.png")
+            log = sandbox.paths.user_home(ALICE) / ".nodetunnel" / "sessions" / str(
+                info["session_id"]) / "job.log"  # fmt: skip
+            assert token not in log.read_text(errors="replace")  # its URL is printed without
+        assert_gone(sandbox, info)
+    finally:
+        notebook.unlink()
+
+
+def session_token(info: dict) -> str:
+    """The secret of a session whose URL does not carry it (a login form): from its record."""
+    record = state_dir(ALICE) / f"{info['session_id']}.json"
+    return str(json.loads(record.read_text())["token"])
+
+
+def login_page(app_name: str, info: dict, token: str) -> str:
+    """The page nodetunnel opens in the browser (posts the app's login form), as a file URL."""
+    from nodetunnel.apps import APPS
+    from nodetunnel.session.lifecycle import redirect_page
+
+    url = str(info["url"])
+    path = Path(tempfile.mkdtemp()) / "open.html"
+    return redirect_page(path, url, app_name, APPS[app_name].login_form(url, token)).as_uri()
