@@ -156,3 +156,55 @@ def login_page(app_name: str, info: dict, token: str) -> str:
     url = str(info["url"])
     path = Path(tempfile.mkdtemp()) / "open.html"
     return redirect_page(path, url, app_name, APPS[app_name].login_form(url, token)).as_uri()
+
+
+# ---------------------------------------------------------------- Panel
+PANEL_APP = """\
+import socket
+
+import panel as pn
+
+pn.extension()
+count = pn.widgets.IntInput(name="count", value=1)
+pn.Column(
+    pn.pane.Markdown("# My Panel App"),
+    count,
+    pn.bind(lambda n: f"served from {socket.gethostname()}: {n * 7}", count),
+).servable()
+"""
+
+
+def test_panel_serve_behind_its_login_and_its_websocket_updates(
+    sandbox, laptop_nodetunnel, chromium
+):
+    app = user_file(sandbox, "nt_panel_app.py", PANEL_APP)
+    before = {n: tcp_listeners(sandbox, n) for n in ("node1", "node2")}
+    argv = app_argv(laptop_nodetunnel, "panel", "serve", str(app))
+    try:
+        with session_of(sandbox, argv) as info:
+            port, url = int(info["local_port"]), str(info["url"])
+            assert url == f"http://127.0.0.1:{port}/"
+            token = session_token(info)
+            status, headers, _ = request(port, "/nt_panel_app")
+            assert status == 302
+            assert "/login" in headers["Location"]
+            form = {"Content-Type": "application/x-www-form-urlencoded"}
+            wrong = request(port, "/login", form, method="POST",
+                            body=urllib.parse.urlencode({"username": "x", "password": token.lower()}))  # fmt: skip
+            assert "error=" in wrong[1]["Location"]
+            assert_private(sandbox, info, before[str(info["node"])])
+            page = chromium.new_page()
+            sockets: list[str] = []
+            page.on("websocket", lambda ws: sockets.append(ws.url))
+            page.goto(login_page("panel", info, token), timeout=60_000)
+            page.wait_for_selector("h1:has-text('My Panel App')", timeout=60_000)
+            page.wait_for_selector(f"text=served from {info['node']}: 7", timeout=60_000)
+            # A change in the browser goes to the node over the websocket and comes back.
+            page.fill("input", "6")
+            page.keyboard.press("Enter")
+            page.wait_for_selector(f"text=served from {info['node']}: 42", timeout=60_000)
+            assert any(u.endswith("/nt_panel_app/ws") for u in sockets), sockets
+            screenshot(page, "panel.png")
+        assert_gone(sandbox, info)
+    finally:
+        app.unlink()

@@ -10,13 +10,14 @@ from .base import NO_AUTH, App, Auth, Param, ShellVar, Slot, Word
 from .dash import DASH
 from .jupyter import JUPYTER, NOTEBOOK
 from .marimo import MARIMO
+from .panel import PANEL
 from .run import RUN, command_app
 from .streamlit import STREAMLIT
 from .tensorboard import TENSORBOARD
 
 #: The recipes that are a command of their own (``nodetunnel NAME [options]``).
 RECIPES: dict[str, App] = {
-    app.name: app for app in (JUPYTER, NOTEBOOK, STREAMLIT, DASH, TENSORBOARD, MARIMO)
+    app.name: app for app in (JUPYTER, NOTEBOOK, STREAMLIT, DASH, TENSORBOARD, MARIMO, PANEL)
 }
 #: Every kind of session, by the name its job and record carry (``run``: any command).
 APPS: dict[str, App] = {**RECIPES, RUN.name: RUN}
