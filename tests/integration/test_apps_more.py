@@ -208,3 +208,38 @@ def test_panel_serve_behind_its_login_and_its_websocket_updates(
         assert_gone(sandbox, info)
     finally:
         app.unlink()
+
+
+# ---------------------------------------------------------------- Voila
+def _voila_notebook() -> str:
+    cells = [
+        {"cell_type": "markdown", "metadata": {}, "source": "# My Voila Dashboard"},
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+         "source": "import socket\nprint('rendered on', socket.gethostname())"},
+    ]  # fmt: skip
+    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+def test_voila_renders_the_notebook_with_the_token_only(sandbox, laptop_nodetunnel):
+    notebook = user_file(sandbox, "nt_voila_nb.ipynb", _voila_notebook())
+    before = {n: tcp_listeners(sandbox, n) for n in ("node1", "node2")}
+    argv = app_argv(laptop_nodetunnel, "voila", str(notebook))
+    try:
+        with session_of(sandbox, argv) as info:
+            port, url = int(info["local_port"]), str(info["url"])
+            assert url.startswith(f"http://127.0.0.1:{port}/?token=")
+            node = str(info["node"])
+            assert request(port, "/")[0] == 302  # to the login page
+            assert request(port, "/?token=wrong")[0] == 302
+            assert_private(sandbox, info, before[node])
+            status, _, page = request(port, urllib.parse.urlsplit(url).path + "?" +
+                                      urllib.parse.urlsplit(url).query)  # fmt: skip
+            assert status == 200, page[:300]
+            assert "My Voila Dashboard" in page
+            assert f"rendered on {node}" in page  # the kernel ran it on the node
+            # Its kernel's channels are Unix sockets in the private directory: at most
+            # ipykernel's own IOPub pipe (a random key guards it) is on a loopback port.
+            assert len(tcp_listeners(sandbox, node) - before[node]) <= 1
+        assert_gone(sandbox, info)
+    finally:
+        notebook.unlink()

@@ -14,10 +14,11 @@ from .panel import PANEL
 from .run import RUN, command_app
 from .streamlit import STREAMLIT
 from .tensorboard import TENSORBOARD
+from .voila import VOILA
 
 #: The recipes that are a command of their own (``nodetunnel NAME [options]``).
 RECIPES: dict[str, App] = {
-    app.name: app for app in (JUPYTER, NOTEBOOK, STREAMLIT, DASH, TENSORBOARD, MARIMO, PANEL)
+    app.name: app for app in (JUPYTER, NOTEBOOK, STREAMLIT, DASH, TENSORBOARD, MARIMO, PANEL, VOILA)
 }
 #: Every kind of session, by the name its job and record carry (``run``: any command).
 APPS: dict[str, App] = {**RECIPES, RUN.name: RUN}
