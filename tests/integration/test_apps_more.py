@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import pwd
+import shutil
 import tempfile
 import urllib.parse
 from pathlib import Path
@@ -243,3 +244,38 @@ def test_voila_renders_the_notebook_with_the_token_only(sandbox, laptop_nodetunn
         assert_gone(sandbox, info)
     finally:
         notebook.unlink()
+
+
+# ---------------------------------------------------------------- code-server
+def test_code_server_workbench_opens_the_folder_logged_in(sandbox, laptop_nodetunnel, chromium):
+    folder = sandbox.paths.user_home(ALICE) / "nt_code_project"
+    folder.mkdir(exist_ok=True)
+    (folder / "hello_from_the_node.py").write_text("print('hello')\n")
+    for path in (folder, *folder.iterdir()):
+        os.chown(path, pwd.getpwnam(ALICE).pw_uid, pwd.getpwnam(ALICE).pw_gid)
+    before = {n: tcp_listeners(sandbox, n) for n in ("node1", "node2")}
+    argv = app_argv(laptop_nodetunnel, "code", str(folder))
+    try:
+        with session_of(sandbox, argv) as info:
+            port, url = int(info["local_port"]), str(info["url"])
+            assert url == f"http://127.0.0.1:{port}/"
+            token = session_token(info)
+            status, headers, _ = request(port, "/")
+            assert status == 302
+            assert headers["Location"].endswith("login")
+            assert_private(sandbox, info, before[str(info["node"])])
+            node, run_dir = str(info["node"]), os.path.dirname(str(info["remote"]))
+            # Its session socket is in the private directory too, not in the shared home.
+            assert "ipc.sock" in sandbox.run_in(node, ["ls", run_dir])
+            page = chromium.new_page(viewport={"width": 1280, "height": 800})
+            sockets: list[str] = []
+            page.on("websocket", lambda ws: sockets.append(ws.url))
+            page.goto(login_page("code", info, token), timeout=60_000)
+            page.wait_for_selector(".monaco-workbench", timeout=90_000)
+            # The folder's files come from the node over the workbench's websocket.
+            page.wait_for_selector("text=hello_from_the_node.py", timeout=90_000)
+            assert sockets, "the workbench opened no websocket"
+            screenshot(page, "code-server.png")
+        assert_gone(sandbox, info)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
