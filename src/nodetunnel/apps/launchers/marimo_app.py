@@ -3,6 +3,7 @@
 # usage: python3 launch.py SOCKET_PATH edit NOTEBOOK.py [MARIMO FLAGS...]
 # The token comes from $NT_TOKEN_FILE (0600, made on the laptop) through --token-password-file.
 import contextlib
+import importlib.util
 import os
 import secrets
 import signal
@@ -11,6 +12,11 @@ import sys
 
 
 def main():
+    if importlib.util.find_spec("marimo") is None:
+        sys.exit(
+            "nodetunnel: marimo is not installed in the environment the job activated "
+            "(pip install marimo)"
+        )
     sock_path = sys.argv[1]
     args = [os.path.expanduser(a) if a.startswith("~") else a for a in sys.argv[2:]]
     os.umask(0o077)

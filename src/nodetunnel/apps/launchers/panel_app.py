@@ -4,10 +4,16 @@
 # (PANEL_BASIC_AUTH would lower-case the password: panel/config.py.)
 # usage: python3 launch.py SOCKET_PATH serve APP.py [PANEL FLAGS...]
 import contextlib
+import importlib.util
 import os
 import secrets
 import sys
 
+if importlib.util.find_spec("panel") is None:
+    sys.exit(
+        "nodetunnel: panel is not installed in the environment the job activated "
+        "(pip install panel)"
+    )
 sock_path = sys.argv[1]
 args = [os.path.expanduser(a) if a.startswith("~") else a for a in sys.argv[2:]]
 with open(os.environ["NT_TOKEN_FILE"]) as f:

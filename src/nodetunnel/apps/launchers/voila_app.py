@@ -3,8 +3,15 @@
 # $JUPYTER_TOKEN_FILE (0600, made on the laptop); without it Voila has no auth at all.
 # usage: python3 launch.py SOCKET_PATH NOTEBOOK.ipynb [VOILA FLAGS...]
 import contextlib
+import importlib.util
 import os
 import sys
+
+if importlib.util.find_spec("voila") is None:
+    sys.exit(
+        "nodetunnel: voila is not installed in the environment the job activated "
+        "(pip install voila)"
+    )
 
 import tornado.httpserver
 import tornado.ioloop
