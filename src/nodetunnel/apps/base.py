@@ -10,6 +10,7 @@ and ``NT_TOKEN_FILE`` (a 0600 file holding the secret made on the laptop).
 from __future__ import annotations
 
 import dataclasses
+import html
 import urllib.parse
 
 
@@ -34,6 +35,8 @@ class Slot:
 
 Word = str | ShellVar
 Template = Word | Slot
+#: Where a browser posts which fields to log in to an app (see :meth:`App.login_form`).
+LoginForm = tuple[str, tuple[tuple[str, str], ...]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Param:
     default: str | None = None
     required: bool = False
     many: bool = False
+    choices: tuple[str, ...] = ()  # the only values it takes, if it is so limited
 
     @property
     def is_option(self) -> bool:
@@ -61,16 +65,21 @@ class Auth:
     """How an app checks the secret made on the laptop, if it has one.
 
     ``header``/``header_value`` is what a program sends (``{token}`` is
-    replaced); ``query`` is the URL parameter that logs a browser in.
+    replaced); ``query`` is the URL parameter that logs a browser in. An app
+    that logs in through a form instead (code-server's password, Panel's basic
+    auth) has ``form``, the path the browser posts ``form_fields`` to (``{token}``
+    replaced): the page nodetunnel opens on the laptop (0600) posts them.
     """
 
     header: str | None = None
     header_value: str = "{token}"
     query: str | None = None
+    form: str | None = None
+    form_fields: tuple[tuple[str, str], ...] = ()
 
     @property
     def uses_secret(self) -> bool:
-        return self.header is not None or self.query is not None
+        return self.header is not None or self.query is not None or self.form is not None
 
 
 NO_AUTH = Auth()
@@ -156,6 +165,15 @@ class App:
             url += "?" + urllib.parse.urlencode({self.auth.query: token})
         return url
 
+    def login_form(self, url: str, token: str) -> LoginForm | None:
+        """Where the browser posts which fields to log in, for an app with a login form."""
+        if self.auth.form is None or not token:
+            return None
+        parts = urllib.parse.urlsplit(url)
+        action = urllib.parse.urlunsplit((parts.scheme, parts.netloc, self.auth.form, "", ""))
+        fields = tuple((k, v.format(token=token)) for k, v in self.auth.form_fields)
+        return action, fields
+
     @property
     def exposed_on_tcp(self) -> bool:
         """On a loopback port without a secret: anyone with a job on the node could reach it."""
@@ -169,6 +187,8 @@ class App:
 
     def protection_text(self, tcp: bool = False) -> str:
         """What keeps other users out, for people."""
+        if self.auth.form is not None:
+            return "password made here (0600 file)"
         if self.auth.uses_secret:
             return "token made here (0600 file)"
         if self.listen == "tcp" or tcp:
@@ -193,3 +213,20 @@ def launcher_app(launcher: str, *words: Template, **recipe: object) -> App:
                       f"you activate (pip install {package})")  # fmt: skip
     return App(program="python3", launch=launch, launch_tcp=launch, listen="socket",
                launcher=launcher, **recipe)  # type: ignore[arg-type]  # fmt: skip
+
+
+def opening_page(url: str, title: str, login: LoginForm | None = None) -> str:
+    """The page nodetunnel opens in the browser: it goes on to ``url`` (its token in the
+    query, if any), or, with ``login``, posts the app's login form, and the app sends the
+    browser on."""
+    if login is None:
+        href = html.escape(url, quote=True)
+        return (f'<!DOCTYPE html><meta http-equiv="refresh" content="0; url={href}">'
+                f'<a href="{href}">Open {html.escape(title)}</a>\n')  # fmt: skip
+    action, fields = login
+    inputs = "".join(f'<input type="hidden" name="{html.escape(k, quote=True)}" '
+                     f'value="{html.escape(v, quote=True)}">' for k, v in fields)  # fmt: skip
+    return (f'<!DOCTYPE html><form id="login" method="post" '
+            f'action="{html.escape(action, quote=True)}">{inputs}'
+            f"<button>Open {html.escape(title)}</button></form>"
+            "<script>document.getElementById('login').submit()</script>\n")  # fmt: skip

@@ -37,11 +37,11 @@ def cli(debug: bool) -> None:
     """Open web apps running on SLURM compute nodes in your laptop's browser.
 
     nodetunnel submits a batch job that starts the app (JupyterLab,
-    Notebook, Streamlit, Dash, TensorBoard, or any command: see 'nodetunnel
-    apps'; several in one job with --with) on a compute node, listening
-    privately, then forwards it to 127.0.0.1 on your laptop through your own
-    OpenSSH setup (~/.ssh/config, agent, ProxyJump, MFA) and keeps the tunnel
-    healthy.
+    Notebook, Streamlit, Dash, TensorBoard, marimo, Panel, Voila, VS Code in
+    the browser, or any command: see 'nodetunnel apps'; several in one job
+    with --with) on a compute node, listening privately, then forwards it to
+    127.0.0.1 on your laptop through your own OpenSSH setup (~/.ssh/config,
+    agent, ProxyJump, MFA) and keeps the tunnel healthy.
 
     \b
     Try it without a cluster (Linux, as root):

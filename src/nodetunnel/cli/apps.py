@@ -160,8 +160,9 @@ def _param(param: Param) -> Callable[[Any], Any]:
                                                                   "show_default": True}  # fmt: skip
         return click.option(*param.decls, param.name, help=param.help, required=param.required,
                             **extra)  # fmt: skip
+    kind: Any = click.Choice(param.choices) if param.choices else None
     return click.argument(param.name, metavar=param.decls[0], nargs=-1 if param.many else 1,
-                          required=param.required, type=click.UNPROCESSED if param.many else None)  # fmt: skip
+                          required=param.required, type=click.UNPROCESSED if param.many else kind)  # fmt: skip
 
 
 def _app_command(app: App) -> None:
@@ -303,7 +304,9 @@ def apps_command(as_json: bool) -> None:
          "listens_on": app.listener_text() if app.program else "{socket} or {port}",
          "protected_by": app.protection_text() if app.program else
          "the socket; none on a port (warned)",
-         "ready_probe": f"GET {app.ready_path}" + ("" if app.program else " (--ready)"),
+         "ready_probe": f"GET {app.ready_path}" + (" (--ready)" if not app.program else
+                        "" if app.ready_statuses == {200} else
+                        " -> " + "/".join(map(str, sorted(app.ready_statuses)))),
          "opens": app.url_path + ("" if app.program else " (--url)")}
         for app in APPS.values()
     ]  # fmt: skip

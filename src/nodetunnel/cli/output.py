@@ -87,6 +87,8 @@ def announce(session: Any, info: Any, *, detached_pid: int | None) -> None:
     for forward in session.forwards:  # further apps of the job (--with)
         click.echo(f"  {forward.app.name} is ready: {forward.url(session.token)}")
     click.echo("")
+    if session.app.auth.form is not None:  # its password is made here: only our page logs in
+        click.echo(f"  to log in from another window: nodetunnel open {info.session_id}")
     if detached_pid is not None:
         click.echo(f"  job {info.job_id} on {info.node}{left}. Runs in the background{until}: "
                    f"nodetunnel list; nodetunnel stop {info.session_id}")  # fmt: skip

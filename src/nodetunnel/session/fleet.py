@@ -35,8 +35,9 @@ from ..transport.sharing import ControlLease, close_if_unused, close_masters, co
 from . import sshhosts
 from .extras import from_endpoint as extras_from_endpoint
 from .extras import pick
-from .lifecycle import default_transport, redirect_page, walltime_end
+from .lifecycle import default_transport, walltime_end
 from .model import JOB_NAME, Endpoint, Listing, SessionRow, StopReport
+from .page import redirect_page
 from .remote import RemoteDir, remove_dirs
 
 LOG_KEEP_S = 7 * 24 * 3600.0  # a detached session's log, after the session has gone
@@ -363,7 +364,9 @@ def open_page(store: SessionStore, record: SessionRecord, app: str | None = None
             hint=f"run 'nodetunnel attach {record.session_id}' to bring it back",
         )
     name, url = app_url(record, app)
-    return redirect_page(store.page_path(record.session_id), url, name)
+    recipe = APPS.get(name)
+    login = recipe.login_form(url, record.token) if recipe is not None else None
+    return redirect_page(store.page_path(record.session_id), url, name, login)
 
 
 def app_url(record: SessionRecord, app: str | None = None) -> tuple[str, str]:

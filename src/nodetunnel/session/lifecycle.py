@@ -44,7 +44,7 @@ from .model import Endpoint, LaunchRequest, SessionInfo, job_name_for
 from .page import redirect_page
 from .remote import ENDED, JOB_LOG, RemoteDir, remove_dirs
 from .startup import Fallback, Watch, wait_published, wait_running, while_starting
-from .tunnel import Tunnel, choose_local_port, redirect_page, sigint_deferred
+from .tunnel import Tunnel, choose_local_port, sigint_deferred
 
 Progress = Callable[[str], None]
 RECONNECT_TIMEOUT_S = 300.0  # in the foreground; a detached session tries as long as the job runs
@@ -548,7 +548,8 @@ class Session:
         """A 0600 page that redirects to the URL: opening it keeps the token out of argv."""
         if self.info is None:
             raise RuntimeError("browser_file() needs a started session")
-        return redirect_page(self.local_dir / "open.html", self.info.url, self.app.name)
+        return redirect_page(self.local_dir / "open.html", self.info.url, self.app.name,
+                             self.app.login_form(self.info.url, self.token))  # fmt: skip
 
     def ended_reason(self) -> str | None:
         """What the job wrote when it ended itself (the lease), if anything."""

@@ -32,18 +32,6 @@ PORT_ATTEMPTS = 5
 Say = Callable[[str], None]
 
 
-def redirect_page(path: Path, url: str, title: str) -> Path:
-    """Write a 0600 page at ``path`` that sends the browser to ``url`` (token stays out of argv)."""
-    href = html.escape(url, quote=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(
-            f'<!DOCTYPE html><meta http-equiv="refresh" content="0; url={href}">'
-            f'<a href="{href}">Open {html.escape(title)}</a>\n'
-        )
-    return path
-
-
 def port_is_free(port: int) -> bool:
     """Whether ssh could listen on 127.0.0.1:port (it sets SO_REUSEADDR, so we do too)."""
     with socket.socket() as s:
