@@ -115,3 +115,11 @@ def test_serve_login_ctrl_c_then_detach_and_stop(private_env: dict[str, str]) ->
     assert f"process {info['pid']}" in stopped.stderr
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", info["port"]), timeout=2).close()
+
+
+def test_the_cli_does_not_import_the_web_stack() -> None:
+    code = ("import sys, nodetunnel.cli; "
+            "print(sorted(m for m in ('starlette', 'uvicorn', 'jinja2') if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(SRC)}, check=True)  # fmt: skip
+    assert out.stdout.strip() == "[]"

@@ -77,6 +77,10 @@ function renderCard(card) {
   row("job", card.job_id);
   row("node", card.node);
   let tunnel = card.tunnel;
+  if (tunnel === "elsewhere") {
+    tunnel = card.state === "PENDING" ? "not open yet: the job waits" :
+      `not on this machine (nodetunnel attach ${card.id} --cluster ${card.cluster})`;
+  }
   if (card.reconnects) tunnel += ` (${card.reconnects} reconnects)`;
   if (card.here && !card.starting && !card.ended) tunnel += card.attached ? ", kept in the background" : ", not kept";
   row("tunnel", tunnel);
@@ -119,7 +123,10 @@ function renderBoard(data) {
   }
   const at = data.refreshed_at ? new Date(data.refreshed_at * 1000).toLocaleTimeString() : "not yet";
   document.getElementById("status").textContent = `live · asked the scheduler at ${at}`;
-  window.nodetunnelLastUpdate = {at: performance.now(), cards: data.cards};
+  // For measurements: how long after the scheduler's answer this update was on the page.
+  window.nodetunnelLastUpdate = {
+    lagMs: data.refreshed_at ? Date.now() - data.refreshed_at * 1000 : null, count: data.cards.length,
+  };
 }
 
 function board() {
