@@ -421,3 +421,41 @@ def test_start_detached_runs_the_session_and_hands_it_over(world: dict[str, Any]
     assert calls == ["started", "detach --take-over", "closed"]
     assert sid.startswith("nt-")
     assert board.cards() == []
+
+
+def test_logs_follow_the_job_log_and_end_with_the_page(world: dict[str, Any],
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    from nodetunnel.session.remote import JOB_LOG
+
+    session_dir = tmp_path / "sessiondir"
+    session_dir.mkdir()
+    (session_dir / JOB_LOG).write_text("first line\n")
+    job = submit(world["fake"], "nt-88888888")
+    rec = record(world["store"], "nt-88888888", job)
+    world["store"].save(SessionRecord(**{**rec.__dict__, "session_dir": str(session_dir)}))
+    with live(world) as base:
+        cookies = {f"nodetunnel_dashboard_{base.rsplit(':', 1)[1]}": TOKEN}
+        seen: list[str] = []
+        with httpx.stream("GET", f"{base}/logs/nt-88888888/events", cookies=cookies,
+                          timeout=10) as r:  # fmt: skip
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    seen.append(json.loads(line[6:]))
+                    if seen == ["first line"]:
+                        with (session_dir / JOB_LOG).open("a") as f:
+                            f.write("second line\n")  # followed, as 'logs -f' does
+                    if len(seen) == 2:
+                        break
+        assert seen == ["first line", "second line"]
+        deadline = time.monotonic() + 10  # the page went: its tail ends too
+        while time.monotonic() < deadline and _tails(session_dir):
+            time.sleep(0.05)
+        assert not _tails(session_dir)
+
+
+def _tails(session_dir: Path) -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.process_iter(["cmdline"])
+            if p.info["cmdline"] and "tail" in p.info["cmdline"][0]
+            and any(str(session_dir) in w for w in p.info["cmdline"])]  # fmt: skip
