@@ -459,3 +459,40 @@ def _tails(session_dir: Path) -> list[int]:
     return [p.pid for p in psutil.process_iter(["cmdline"])
             if p.info["cmdline"] and "tail" in p.info["cmdline"][0]
             and any(str(session_dir) in w for w in p.info["cmdline"])]  # fmt: skip
+
+
+def test_attach_reopens_a_session_nothing_keeps_in_the_background(world: dict[str, Any]) -> None:
+    from nodetunnel.dashboard import actions
+
+    fake, store, board = world["fake"], world["store"], world["board"]
+    job = submit(fake, "nt-66666666")
+    fake.start(job)
+    record(store, "nt-66666666", job)
+    board.refresh()
+    (card,) = board.cards()
+    assert card["can_attach"]  # running, no tunnel, nothing keeps it
+    calls: list[str] = []
+
+    class Resumed:
+        def __enter__(self) -> Resumed:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            calls.append("closed")
+
+        def reattach(self) -> None:
+            calls.append("reattached")
+
+        def detach(self, command: list[str], *, env: dict[str, str]) -> None:
+            calls.append("detached")
+
+    sid = actions.attach_detached(board, store, "nt-6666", connect=world["connect"],
+                                  resume=lambda record, **kw: Resumed(),
+                                  keeper=lambda: (["keeper"], {}))  # fmt: skip
+    deadline = time.monotonic() + 5
+    while "closed" not in calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sid == "nt-66666666"
+    assert calls == ["reattached", "detached", "closed"]
+    with pytest.raises(Exception, match="no session"):
+        actions.attach_detached(board, store, "nt-0000", connect=world["connect"])

@@ -18,7 +18,13 @@ from collections.abc import Callable, Iterator
 from ..errors import NodetunnelError, UsageError
 from ..proc import ProcessRef
 from ..session import LaunchRequest, Session, sshhosts
-from ..session.fleet import Connector, cluster_link, keeper_command, stop_sessions
+from ..session.fleet import (
+    Connector,
+    cluster_link,
+    keeper_command,
+    prepare_attach,
+    stop_sessions,
+)
 from ..session.remote import job_log_argv
 from ..state import SessionRecord, SessionStore
 from ..transport.base import ClusterRef
@@ -68,6 +74,49 @@ def start_detached(
         board.start_done(sid)
 
     threading.Thread(target=run, name=f"start-{sid}", daemon=True).start()
+    return sid
+
+
+def attach_detached(
+    board: Board,
+    store: SessionStore,
+    key: str,
+    *,
+    connect: Connector = cluster_link,
+    resume: Callable[..., Session] = Session.resume,
+    keeper: Callable[[], tuple[list[str], dict[str, str]]] = keeper_command,
+) -> str:
+    """``nodetunnel attach ID --detach`` (``--cluster`` for a session from elsewhere).
+
+    Finding (or claiming) the session happens here and may raise; re-opening
+    the tunnel and handing it to a background keeper run in a worker thread.
+    """
+    clusters = [ref for ref in board.clusters if not store.matching(key)]
+    found = prepare_attach(store, key, clusters[:1], connect=connect)
+    record = found.record
+    sid = record.session_id
+
+    def say(line: str) -> None:
+        board.start_progress(sid, line)
+
+    session = resume(record, progress=say, notice=say, store=store)
+    board.begin_start(sid, record.app, record.cluster)
+
+    def run() -> None:
+        try:
+            with session:
+                session.reattach()
+                command, env = keeper()
+                session.detach(command, env=env)
+        except NodetunnelError as exc:
+            board.start_failed(sid, one_line(exc))
+            return
+        except Exception as exc:  # a worker thread must report, never vanish
+            board.start_failed(sid, f"unexpected error: {exc!r}")
+            return
+        board.start_done(sid)
+
+    threading.Thread(target=run, name=f"attach-{sid}", daemon=True).start()
     return sid
 
 
@@ -133,4 +182,12 @@ def follow_log(
                 proc.stdout.close()
 
 
-__all__ = ["follow_log", "one_line", "open_target", "ssh_entry", "start_detached", "stop"]
+__all__ = [
+    "attach_detached",
+    "follow_log",
+    "one_line",
+    "open_target",
+    "ssh_entry",
+    "start_detached",
+    "stop",
+]

@@ -246,7 +246,7 @@ class Board:
                     continue  # it has a record: started (the thread is handing it over)
                 card.update(starting=True, progress=list(start.lines), error=start.error,
                             tunnel="starting", can_stop=False, can_open=False,
-                            can_ssh=False, dismissable=start.error is not None)  # fmt: skip
+                            can_ssh=False, can_attach=False, dismissable=start.error is not None)  # fmt: skip
                 if start.error is not None:
                     card.update(state="FAILED", state_text="failed to start")
                 out[sid] = card
@@ -270,6 +270,8 @@ class Board:
             "can_open": row.here and row.tunnel_up, "can_stop": row.here,
             "can_ssh": row.here and bool(row.node), "can_logs": row.here and bool(
                 record and record.session_dir),
+            # attach: a running session nothing keeps here, or one started elsewhere
+            "can_attach": state == "RUNNING" and not row.attached and not row.tunnel_up,
         }  # fmt: skip
         if record is not None:
             card["created"] = record.created
@@ -288,7 +290,8 @@ class Board:
         if state == "ENDED":
             ended = status.state if status is not None and status.state.finished else JobState.ENDED
             card.update(ended=True, ended_at=now, dismissable=True, can_open=False,
-                        can_stop=False, can_ssh=False, can_logs=False, url="", tunnel="down",
+                        can_stop=False, can_ssh=False, can_logs=False, can_attach=False, url="",
+                        tunnel="down",
                         cause=job_end_message(row.job_id, ended).removesuffix(
                             "; the session is over"))  # fmt: skip
             card["state_text"] = f"ENDED: {card['cause']}"

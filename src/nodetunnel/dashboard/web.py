@@ -262,6 +262,14 @@ def make_app(
             return failed(exc)
         return _secure_headers(JSONResponse({"message": message}))
 
+    async def attach_view(request: Request) -> Response:
+        try:
+            sid = await run_in_threadpool(lambda: actions.attach_detached(
+                board, store, request.path_params["sid"], **extra))  # fmt: skip
+        except NodetunnelError as exc:
+            return failed(exc)
+        return _secure_headers(JSONResponse({"session_id": sid}))
+
     async def ssh_view(request: Request) -> Response:
         try:
             entry = await run_in_threadpool(actions.ssh_entry, store, request.path_params["sid"])
@@ -294,6 +302,7 @@ def make_app(
         Route("/open/{sid}", open_view),
         Route("/api/sessions/{sid}/stop", stop_view, methods=["POST"]),
         Route("/api/sessions/{sid}/ssh-config", ssh_view, methods=["POST"]),
+        Route("/api/sessions/{sid}/attach", attach_view, methods=["POST"]),
         Route("/api/sessions/{sid}/dismiss", dismiss_view, methods=["POST"]),
         Route("/logs/{sid}", logs_page),
         Route("/logs/{sid}/events", logs_events),

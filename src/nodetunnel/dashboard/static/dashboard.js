@@ -100,6 +100,7 @@ function renderCard(card) {
   const actions = el("div", {className: "actions"});
   if (card.can_open) actions.append(el("a", {className: "button primary", href: `/open/${card.id}`, target: "_blank", rel: "noopener", "data-act": "open", text: "Open"}));
   if (card.can_logs) actions.append(el("a", {className: "button", href: `/logs/${card.id}`, target: "_blank", rel: "noopener", "data-act": "logs", text: "Logs"}));
+  if (card.can_attach) actions.append(el("button", {type: "button", className: "primary", "data-act": "attach", text: card.here ? "Attach" : "Attach here"}));
   if (card.can_ssh) actions.append(el("button", {type: "button", "data-act": "ssh", text: "Copy ssh-config entry"}));
   if (card.can_stop) actions.append(el("button", {type: "button", className: "danger", "data-act": "stop", text: "Stop"}));
   if (card.dismissable) actions.append(el("button", {type: "button", "data-act": "dismiss", text: "Dismiss"}));
@@ -165,6 +166,10 @@ function board() {
       document.getElementById("ssh-entry").textContent = data.entry;
       try { await navigator.clipboard.writeText(data.entry); } catch (e) { /* shown instead */ }
       document.getElementById("ssh-dialog").showModal();
+    } else if (button.dataset.act === "attach") {
+      button.disabled = true;
+      const {ok, data} = await post(`/api/sessions/${id}/attach`);
+      if (!ok) { node.querySelector(".action-error").textContent = data.error; button.disabled = false; }
     } else if (button.dataset.act === "dismiss") {
       await post(`/api/sessions/${id}/dismiss`);
     }
