@@ -496,3 +496,35 @@ def test_attach_reopens_a_session_nothing_keeps_in_the_background(world: dict[st
     assert calls == ["reattached", "detached", "closed"]
     with pytest.raises(Exception, match="no session"):
         actions.attach_detached(board, store, "nt-0000", connect=world["connect"])
+
+
+def test_a_start_under_way_is_cleaned_up_when_the_dashboard_exits(world: dict[str, Any]) -> None:
+    from nodetunnel.dashboard import actions
+
+    release, closed = threading.Event(), []
+
+    class Slow:
+        def __init__(self, req: Any, **kw: Any) -> None:
+            pass
+
+        def __enter__(self) -> Slow:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def start(self) -> None:
+            release.wait(10)  # e.g. the job is pending
+
+        def close(self) -> None:
+            closed.append("closed")  # cancels the job, removes its directories
+            release.set()
+
+        def detach(self, command: list[str], *, env: dict[str, str]) -> None:
+            pass
+
+    req = SimpleNamespace(app=SimpleNamespace(name="jupyter"), cluster=SimpleNamespace(name="fake"))
+    sid = actions.start_detached(world["board"], world["store"], req,  # type: ignore[arg-type]
+                                 session_factory=Slow, keeper=lambda: ([], {}))  # type: ignore[arg-type]  # fmt: skip
+    assert actions.abandon_starts() == [sid]
+    assert closed == ["closed"]

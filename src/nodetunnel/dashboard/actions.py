@@ -32,6 +32,43 @@ from .board import Board
 
 LOG_LINES = 200
 
+_starting: dict[str, Session] = {}  # sessions being started or attached in worker threads
+_starting_lock = threading.Lock()
+
+
+def _run_session(board: Board, session: Session, sid: str,
+                 steps: Callable[[Session], None]) -> None:  # fmt: skip
+    """Run ``steps`` on ``session`` in a worker thread; the card shows how it went."""
+
+    def run() -> None:
+        try:
+            with session:
+                steps(session)
+        except NodetunnelError as exc:
+            board.start_failed(sid, one_line(exc))
+        except Exception as exc:  # a worker thread must report, never vanish
+            board.start_failed(sid, f"unexpected error: {exc!r}")
+        else:
+            board.start_done(sid)
+        finally:
+            with _starting_lock:
+                _starting.pop(sid, None)
+
+    with _starting_lock:
+        _starting[sid] = session
+    threading.Thread(target=run, name=f"session-{sid}", daemon=True).start()
+
+
+def abandon_starts() -> list[str]:
+    """When the dashboard exits: clean up after every start still under way (the job is
+    cancelled, as Ctrl-C during 'nodetunnel jupyter' does); returns their ids."""
+    with _starting_lock:
+        left = dict(_starting)
+    for session in left.values():
+        with contextlib.suppress(Exception):
+            session.close()
+    return list(left)
+
 
 def one_line(exc: NodetunnelError) -> str:
     """An error as the CLI shows it, on one line: the message, then the fix."""
@@ -59,21 +96,12 @@ def start_detached(
     session = session_factory(req, progress=say, notice=say, store=store, session_id=sid)
     board.begin_start(sid, req.app.name, req.cluster.name)
 
-    def run() -> None:
-        try:
-            with session:
-                session.start()
-                command, env = keeper()
-                session.detach(command, env=env)
-        except NodetunnelError as exc:
-            board.start_failed(sid, one_line(exc))
-            return
-        except Exception as exc:  # a worker thread must report, never vanish
-            board.start_failed(sid, f"unexpected error: {exc!r}")
-            return
-        board.start_done(sid)
+    def steps(session: Session) -> None:
+        session.start()
+        command, env = keeper()
+        session.detach(command, env=env)
 
-    threading.Thread(target=run, name=f"start-{sid}", daemon=True).start()
+    _run_session(board, session, sid, steps)
     return sid
 
 
@@ -102,21 +130,12 @@ def attach_detached(
     session = resume(record, progress=say, notice=say, store=store)
     board.begin_start(sid, record.app, record.cluster)
 
-    def run() -> None:
-        try:
-            with session:
-                session.reattach()
-                command, env = keeper()
-                session.detach(command, env=env)
-        except NodetunnelError as exc:
-            board.start_failed(sid, one_line(exc))
-            return
-        except Exception as exc:  # a worker thread must report, never vanish
-            board.start_failed(sid, f"unexpected error: {exc!r}")
-            return
-        board.start_done(sid)
+    def steps(session: Session) -> None:
+        session.reattach()
+        command, env = keeper()
+        session.detach(command, env=env)
 
-    threading.Thread(target=run, name=f"attach-{sid}", daemon=True).start()
+    _run_session(board, session, sid, steps)
     return sid
 
 
@@ -183,6 +202,7 @@ def follow_log(
 
 
 __all__ = [
+    "abandon_starts",
     "attach_detached",
     "follow_log",
     "one_line",

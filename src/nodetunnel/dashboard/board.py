@@ -148,11 +148,17 @@ class Board:
                     if status.state is JobState.PENDING:
                         pending[(ref.name, job_id)] = pending_info(link.scheduler, job_id, status)
 
-        started = self._clock()
-        listing = reconcile(self.store, self.clusters, connect=observed)
+        with self._lock:  # also when the query fails: the next try waits its turn
+            self.last_refresh = self._clock()
+        try:
+            listing = reconcile(self.store, self.clusters, connect=observed)
+        except (NodetunnelError, OSError) as exc:  # reconcile reports a cluster's own errors
+            with self._lock:
+                self.problems = [f"could not list the sessions: {exc}"]
+                self._bump()
+            return
         now = time.time()
         with self._lock:
-            self.last_refresh = started
             self.refreshed_at = now
             self.refreshes += 1
             self._statuses = {(name, j): st for name, o in seen.items() for j, st in o.seen.items()}

@@ -149,6 +149,9 @@ def serve(
         server.run(sockets=[sock])
     finally:
         sock.close()
+        from .actions import abandon_starts
+
+        abandon_starts()  # a start under way is cleaned up, its job cancelled
         with contextlib.suppress(OSError):
             if running(store) in (None, me):
                 path.unlink()
