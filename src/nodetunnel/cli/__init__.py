@@ -146,7 +146,7 @@ def _main(argv: Sequence[str] | None) -> NoReturn:
 
 
 # The command groups register themselves on ``cli``.
-from . import apps, config, sandbox, sessions  # noqa: E402
+from . import apps, config, dashboard, sandbox, sessions  # noqa: E402
 from .output import say  # noqa: E402
 
-__all__ = ["apps", "cli", "config", "main", "sandbox", "sessions"]
+__all__ = ["apps", "cli", "config", "dashboard", "main", "sandbox", "sessions"]

@@ -179,29 +179,16 @@ def _app_command(app: App) -> None:
 
 def run_app(app: App, opts: dict[str, Any]) -> None:
     from .. import config
-    from ..errors import UsageError
-    from ..session import Environment, LaunchRequest, Session, plan
+    from ..session import Session, plan
+    from ..session.request import launch_request, settings_for
     from ..state import SessionStore
     from .withapps import parse as parse_with
 
     extras = parse_with(opts.pop("with_apps", ()))
     overrides = {k: opts[k] for k in config.APP_KEYS}
-    settings = config.resolve(opts["cluster"], overrides, opts["config_file"], app=app.name)
-    if not settings.jump:
-        raise UsageError(
-            "no cluster to connect to: no --cluster given and no default_cluster in the config",
-            hint="pass --cluster NAME (e.g. --cluster swc), or run 'nodetunnel config init'",
-        )
-    env = Environment(
-        modules=tuple(settings.modules), conda_env=settings.conda_env, venv=settings.venv,
-        setup=settings.setup, workdir=settings.workdir,
-    )  # fmt: skip
-    req = LaunchRequest(
-        app=app, cluster=settings.cluster_ref, job=settings.job_request("nodetunnel"), env=env,
-        local_port=opts["port"], start_timeout_s=opts["timeout_s"], keep=opts["keep"],
-        tcp=opts["tcp"], warn_before_s=settings.warn_before_s, lease_s=settings.lease_s,
-        job_check_interval_s=settings.job_check_interval_s, extras=extras,
-    )  # fmt: skip
+    settings = settings_for(app, opts["cluster"], overrides, opts["config_file"])
+    req = launch_request(app, settings, local_port=opts["port"], start_timeout_s=opts["timeout_s"],
+                         keep=opts["keep"], tcp=opts["tcp"], extras=extras)  # fmt: skip
     if opts["dry_run"]:
         click.echo(plan(req), nl=False)
         return
