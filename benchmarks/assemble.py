@@ -62,5 +62,6 @@ def results(parts: dict[str, Any]) -> dict[str, Any]:
         "keeper_idle": detached["keeper_idle"],
         "many_sessions": parts["many"],
     }
+    out["apps"] = {"jupyter": out["startup"]["jupyter"], **parts["apps"]}
     out["shared_home"] = parts["shared_home"]
     return out

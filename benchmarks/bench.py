@@ -19,7 +19,7 @@ from nodetunnel.errors import NodetunnelError
 from nodetunnel.proc import Completed, ProcessRef, run, wait_until
 from nodetunnel.sandbox.cluster import Sandbox, as_user_argv
 
-from . import assemble, datapath, footprint, homecache, pending, recovery, sidebyside
+from . import apps, assemble, datapath, footprint, homecache, pending, recovery, sidebyside
 from .common import (
     CLUSTER_VENV,
     RESULT_VERSION,
@@ -78,6 +78,16 @@ class Bench:
         """Run ``action`` in the clean-up (after a failure too); it must be idempotent."""
         self._undo.append(action)
 
+    def track_session(self, info: dict[str, Any]) -> None:
+        """A session (its JSON) this run started, stopped by the clean-up if still there."""
+        self._sessions.add(str(info["session_id"]))
+        self._jobs.add(str(info["job_id"]))
+
+    def sb_chown(self, path: Path) -> None:
+        """Make ``path`` the test user's."""
+        pw = pwd.getpwnam(USER)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+
     def track_job(self, job_id: str) -> None:
         """A job this run submitted (not through nodetunnel), cancelled by the clean-up."""
         self._jobs.add(job_id)
@@ -108,8 +118,7 @@ class Bench:
     def ready(self, w: Watched) -> tuple[dict[str, Any], float]:
         """The session's JSON (tracked for the clean-up) and the time the URL worked."""
         info, _ = w.json_result()
-        self._sessions.add(str(info["session_id"]))
-        self._jobs.add(str(info["job_id"]))
+        self.track_session(info)
         return info, wait_working(int(info["local_port"]), token_of(info))
 
     def auth_counts(self) -> dict[str, int]:
@@ -185,6 +194,7 @@ class Bench:
             parts["pending"] = pending.measure(self)
             parts["recovery"] = recovery.measure(self)
             parts["many"] = footprint.many_sessions(self)
+            parts["apps"] = apps.measure(self, runs=1 if self.settings.quick else 2)
             parts["shared_home"] = homecache.measure(self, runs=self.settings.repetitions)
         except BaseException:
             try:
@@ -372,7 +382,7 @@ class Bench:
         self.say(f"  keeping the detached session for {seconds:g} s, counting scheduler queries")
         follower = Follower(log)
         rpcs_before = self.user_rpcs()
-        meter = footprint.IdleMeter(keeper.pid)
+        meter = footprint.IdleMeter(keeper.pid, session_id)
         meter.start()
         begin = time.monotonic()
         self.hold(seconds, keeper.alive, port, token, tick=follower.poll)

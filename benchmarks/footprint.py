@@ -44,6 +44,24 @@ def cli_start(bench: Bench) -> dict[str, Any]:
     }
 
 
+def session_processes(uid: int, session_id: str) -> list[int]:
+    """The laptop-side processes of a session: the keeper and its ssh processes (their
+    command lines name the session's directory), owned by ``uid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != uid:
+                continue
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(session_id.encode() in arg for arg in argv):
+            found.append(int(entry.name))
+    return found
+
+
 def children(pid: int) -> list[int]:
     """``pid`` and all its descendants (from /proc)."""
     parents: dict[int, list[int]] = {}
@@ -84,19 +102,25 @@ def cpu_s(pids: list[int]) -> float:
 
 
 class IdleMeter:
-    """The keeper's CPU seconds between ``start`` and ``stop``; its RSS at the end."""
+    """The keeper's CPU seconds between ``start`` and ``stop``; its RSS at the end; the same
+    with the session's ssh processes (children or not)."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, session_id: str) -> None:
         self.pid = pid
+        self.session_id = session_id
+
+    def _tree(self) -> list[int]:
+        uid = Path(f"/proc/{self.pid}").stat().st_uid
+        return sorted(set(children(self.pid)) | set(session_processes(uid, self.session_id)))
 
     def start(self) -> None:
         self.began = time.monotonic()
         self.cpu0 = cpu_s([self.pid])
-        self.tree0 = cpu_s(children(self.pid))
+        self.tree0 = cpu_s(self._tree())
 
     def stop(self) -> dict[str, Any]:
         window = time.monotonic() - self.began
-        tree = children(self.pid)
+        tree = self._tree()
         keeper_cpu = cpu_s([self.pid]) - self.cpu0
         tree_cpu = cpu_s(tree) - self.tree0
         return {
@@ -121,11 +145,13 @@ def many_sessions(bench: Bench) -> dict[str, Any]:
         if (code := cli.wait_exit(60)) != 0:
             raise BenchError(f"nodetunnel jupyter --detach exited with {code}: {cli.stderr_tail()}")
         infos.append(info)
-    pids: list[int] = []
+    pids: set[int] = set()
     for info in infos:
         record = json.loads((bench.state_dir / f"{info['session_id']}.json").read_text())
-        pids += children(int(record["pid"]))
-    total = rss_mb(pids)
+        keeper = int(record["pid"])
+        uid = Path(f"/proc/{keeper}").stat().st_uid
+        pids |= set(children(keeper)) | set(session_processes(uid, str(info["session_id"])))
+    total = rss_mb(sorted(pids))
     stopped = bench.as_user(bench.nt("stop", *(str(i["session_id"]) for i in infos)), timeout_s=180)
     if stopped.returncode != 0:
         raise BenchError(f"nodetunnel stop failed: {stopped.stderr.strip()[-500:]}")

@@ -13,8 +13,11 @@ the test user, with the same ssh config, the same JupyterLab and the same shared
 jupyter-forward (installed into the bench-only venv by scripts/setup) is pointed at the
 gateway (through login) with its SLURM launch option ``--launch-command sbatch``. It reads
 ``~/.ssh/config`` (paramiko), and runs ``jupyter`` from a login shell on the gateway and in
-the job: for its runs only, the test user gets a ``~/.ssh/config`` naming the hops and a
-``~/.bash_profile`` putting the cluster venv first on PATH (both removed after each run).
+the job: for its runs only, the test user's ``~/.ssh/config`` names the hop to the gateway
+and a ``~/.bash_profile`` puts the cluster venv first on PATH (both restored after each
+run). Without ``--conda-env`` this version always fails after its ``which jupyter``
+check, so it is given ``--conda-env`` with the venv's name: its ``source activate NAME``
+then runs the venv's ``bin/activate`` (found on PATH), as a conda user's would.
 It never cancels its job; the bench does. If it cannot be made to work, its error is
 reported in the table instead of its times.
 """
@@ -200,7 +203,19 @@ def jupyter_forward(bench: Bench) -> dict[str, Any]:
     cli: Watched | None = None
     try:
         cli = bench.start(
-            [str(exe), "--port", str(local), "--launch-command", "sbatch", "gateway"],
+            # Without --conda-env this version always ends with "Could not activate
+            # environment" (it falls through to its error after `which jupyter` succeeds);
+            # `source activate NAME` finds the venv's bin/activate on PATH, which ignores NAME.
+            [
+                str(exe),
+                "--port",
+                str(local),
+                "--conda-env",
+                CLUSTER_VENV.name,
+                "--launch-command",
+                "sbatch",
+                "gateway",
+            ],
             "jupyter-forward",
         )
         started = cli.started

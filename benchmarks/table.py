@@ -32,6 +32,7 @@ def render_table(r: dict[str, Any]) -> str:
         *_datapath(r["throughput"], r["latency"]),
         *_recovery(r["recovery"]),
         *_footprint(r["footprint"]),
+        *_apps(r["apps"]),
         *homecache.render(r["shared_home"]),
         "",
         f"total {r['duration_s']:.0f} s",
@@ -177,3 +178,8 @@ def _footprint(fp: dict[str, Any]) -> list[str]:
         f"{many['processes']} processes ({many['per_session_rss_mb']:.1f} MB each)",
         "  target: --help <= 150 ms; keeper <= 30 MB RSS, <= 0.1 % CPU idle",
     ]
+
+
+def _apps(ap: dict[str, Any]) -> list[str]:
+    head = f"{'7. command -> first 200 per app (s)':{W}}{'min':>8}{'median':>8}{'max':>8}{'n':>4}"
+    return ["", head, *(_row(f"nodetunnel {app}", v) for app, v in ap.items())]

@@ -124,7 +124,13 @@ def test_quick_benchmark_measures_every_metric(sandbox, tmp_path, capsys):
     assert many["sessions"] == bench.QUICK.sessions, many
     assert many["total_rss_mb"] > 0, many
 
-    # 7. The shared home seen directly and through a cache: start-up and failure reports.
+    # 7. Command -> first 200 per app recipe.
+    assert set(data["apps"]) == {"jupyter", "notebook", "streamlit", "dash", "tensorboard"}
+    for app, s in data["apps"].items():
+        assert s["n"] >= 1, app
+        assert _number(s["median"]), app
+
+    # 8. The shared home seen directly and through a cache: start-up and failure reports.
     sh = data["shared_home"]
     for key in ("ready_s", "failure_reported_s"):
         for view in ("direct", "cached"):
@@ -141,5 +147,6 @@ def test_quick_benchmark_measures_every_metric(sandbox, tmp_path, capsys):
     assert list(sandbox.paths.user_home(ALICE).glob("nt-bench-*")) == []
     home = sandbox.paths.user_home(ALICE)
     assert not (home / ".jupyter_forward").exists()
+    assert list(home.glob("nt-bench*")) == []
     assert not (home / ".bash_profile").exists()
     assert list(state_dir(ALICE).glob("nt-*")) == []
