@@ -10,6 +10,7 @@ connection for each ("new") or one kept-alive connection ("kept"), in blocks of
 from __future__ import annotations
 
 import http.client
+import math
 import os
 import pwd
 import secrets
@@ -133,7 +134,7 @@ def _get(port: int, headers: dict[str, str], conn: http.client.HTTPConnection | 
 def percentile_ms(samples: list[float], pct: float) -> float:
     """The ``pct`` percentile (nearest rank) of ``samples`` seconds, in milliseconds."""
     ordered = sorted(samples)
-    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(pct / 100 * len(ordered))))
     return round(ordered[rank - 1] * 1000, 2)
 
 

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nodetunnel.errors import NodetunnelError
 from nodetunnel.proc import NotReady, wait_until
 from nodetunnel.quoting import remote_command
 
@@ -225,7 +226,7 @@ def jupyter_forward(bench: Bench) -> dict[str, Any]:
         )
         counts.append(bench.auth_counts())
         result: dict[str, Any] = {"ready_s": ok_at - started, "error": None}
-    except (BenchError, NotReady, OSError) as exc:
+    except (BenchError, NodetunnelError, OSError) as exc:  # reported, not the bench's end
         result = {"ready_s": None, "error": _jf_error(cli, exc)}
         counts.append(bench.auth_counts())
     finally:
