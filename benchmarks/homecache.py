@@ -24,7 +24,7 @@ from nodetunnel.proc import wait_until
 from nodetunnel.sandbox.homecache import DEFAULT_HOSTS
 
 if TYPE_CHECKING:
-    from .run import Bench
+    from .bench import Bench
 
 CACHE_S = 30.0
 VIEWS = ("direct", "cached")
@@ -33,7 +33,7 @@ FAIL_MARK = "nt-bench-failed-at"
 
 def measure(bench: Bench, runs: int, cache_s: float = CACHE_S) -> dict[str, Any]:
     """``runs`` starts and failures per view, alternating which view goes first."""
-    from .run import summary
+    from .common import summary
 
     ready: dict[str, list[float]] = {v: [] for v in VIEWS}
     failed: dict[str, list[float]] = {v: [] for v in VIEWS}
@@ -63,7 +63,7 @@ def _start(bench: Bench) -> float:
     info, ok_at = bench.ready(cli)
     code = cli.interrupt()
     if code != 130:
-        from .run import BenchError
+        from .common import BenchError
 
         raise BenchError(f"nodetunnel jupyter exited with {code} on Ctrl-C: {cli.stderr_tail()}")
     bench.wait_job_gone(str(info["job_id"]))
@@ -72,7 +72,7 @@ def _start(bench: Bench) -> float:
 
 def _failure(bench: Bench) -> float:
     """Seconds from the job's last command to nodetunnel's exit with the error."""
-    from .run import BenchError
+    from .common import BenchError
 
     mark: Path = bench.home / FAIL_MARK
     mark.unlink(missing_ok=True)

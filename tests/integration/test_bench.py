@@ -50,13 +50,28 @@ def test_quick_benchmark_measures_every_metric(sandbox, tmp_path, capsys):
     }
     assert all(_number(v["median"]) for v in data["startup"]["jupyter_phases"].values())
 
-    # 2. SSH handshakes per host (sshd logs) for each scenario.
+    # ... side by side with the manual recipe and jupyter-forward (its error if it failed).
+    sb = data["startup"]["side_by_side"]
+    for key in ("nodetunnel", "manual"):
+        assert sb[key]["n"] >= 1, sb[key]
+        assert _number(sb[key]["median"]), sb[key]
+        assert _number(sb[key]["ratio_to_manual"]), sb[key]
+    jf = sb["jupyter_forward"]
+    assert (jf["n"] >= 1 and _number(jf["median"])) or jf["errors"], jf
+    assert all(_number(v["median"]) for v in sb["manual_phases"].values())
+
+    # 2. SSH handshakes per host (sshd logs) for each scenario, and per tool and step.
     hs = data["handshakes"]
     for key in ("foreground_session", "attach", "detached_list_stop", "plain_ssh_forward"):
         assert set(hs[key]) == HOSTS | {"total"}, key
         assert all(_count(v) for v in hs[key].values()), hs[key]
         assert hs[key]["total"] == sum(hs[key][h] for h in HOSTS)
     assert set(hs["detached_steps"]) == {"detach", "hold", "list", "stop"}
+    for tool in ("nodetunnel", "manual", "jupyter_forward"):
+        per = hs["per_tool"][tool]
+        assert set(per["total"]) == HOSTS | {"total"}, tool
+        assert per["steps"], per
+        assert all(_count(v["total"]) for v in per["steps"].values()), per
 
     # 3. Scheduler queries while a session is kept (foreground, detached) and per command.
     sc = data["scheduler"]
@@ -67,6 +82,14 @@ def test_quick_benchmark_measures_every_metric(sandbox, tmp_path, capsys):
         assert _number(q["per_minute"])
         assert len(q["at_s"]) == q["total"]
         assert _count(q["slurmctld_rpcs"]), q  # slurmctld's own count was read
+    for key in ("first_minute", "after_first_minute"):
+        q = sc["pending"][key]
+        assert q["duration_s"] > 0, q
+        assert _number(q["per_minute"]), q
+        assert _count(q["slurmctld_rpcs"]), q
+    assert sc["pending"]["state_seen"].startswith("PENDING"), sc["pending"]
+    assert _count(sc["per_start"]["total"])
+    assert _number(sc["per_start"]["slurmctld_rpcs"])
     assert len(sc["per_command"]) == 5
     for counts in sc["per_command"].values():
         assert all(_count(counts[c]) for c in ("squeue", "sbatch", "scancel", "total"))
@@ -78,7 +101,36 @@ def test_quick_benchmark_measures_every_metric(sandbox, tmp_path, capsys):
         assert _number(tp[key]), tp
         assert tp[key] > 0, tp
 
-    # 5. The shared home seen directly and through a cache: start-up and failure reports.
+    lat = data["latency"]
+    for mode in ("new", "kept"):
+        for tunnel in ("nodetunnel", "plain_ssh"):
+            assert all(_number(lat[mode][tunnel][p]) for p in ("p50_ms", "p99_ms")), lat
+        assert _number(lat[mode]["ratio_p50"])
+        assert _number(lat[mode]["ratio_p99"])
+
+    # 5. Recovery after each link cut.
+    rc = data["recovery"]
+    assert _number(rc["laptop_login_s"]), rc
+    assert _number(rc["gateway_node_s"]), rc
+
+    # 6. Footprint: --help against python -c pass, the idle keeper, many sessions.
+    fp = data["footprint"]
+    assert _number(fp["help_s"]["median"])
+    assert _number(fp["python_pass_s"]["median"])
+    k = fp["keeper_idle"]
+    assert all(_number(k[x]) for x in ("keeper_rss_mb", "keeper_cpu_s", "keeper_cpu_pct")), k
+    assert k["keeper_rss_mb"] > 0
+    many = fp["many_sessions"]
+    assert many["sessions"] == bench.QUICK.sessions, many
+    assert many["total_rss_mb"] > 0, many
+
+    # 7. Command -> first 200 per app recipe.
+    assert set(data["apps"]) == {"jupyter", "notebook", "streamlit", "dash", "tensorboard"}
+    for app, s in data["apps"].items():
+        assert s["n"] >= 1, app
+        assert _number(s["median"]), app
+
+    # 8. The shared home seen directly and through a cache: start-up and failure reports.
     sh = data["shared_home"]
     for key in ("ready_s", "failure_reported_s"):
         for view in ("direct", "cached"):
@@ -89,8 +141,12 @@ def test_quick_benchmark_measures_every_metric(sandbox, tmp_path, capsys):
     assert sandbox.status().home == "direct on every host"  # the cache is gone again
 
     # The table was printed; the benchmark left nothing behind.
-    assert "tunnel throughput" in capsys.readouterr().out
+    assert "1. startup" in capsys.readouterr().out
     assert squeue(sandbox) == []
     assert user_processes(ALICE) == []
     assert list(sandbox.paths.user_home(ALICE).glob("nt-bench-*")) == []
+    home = sandbox.paths.user_home(ALICE)
+    assert not (home / ".jupyter_forward").exists()
+    assert list(home.glob("nt-bench*")) == []
+    assert not (home / ".bash_profile").exists()
     assert list(state_dir(ALICE).glob("nt-*")) == []
