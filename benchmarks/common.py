@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.client
-import json
 import os
 import signal
 import socket

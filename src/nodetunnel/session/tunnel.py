@@ -9,9 +9,7 @@ it as the app's recipe says it should.
 from __future__ import annotations
 
 import contextlib
-import html
 import http.client
-import os
 import signal
 import socket
 import threading
