@@ -48,6 +48,15 @@ def recorded_notifications(base: list[str], user: str = ALICE) -> Iterator[tuple
         shutil.rmtree(notes_dir, ignore_errors=True)
 
 
+def _has_result(out: bytes) -> bool:
+    """Whether a ``--json`` command's stdout holds its result object (not only progress events)."""
+    try:
+        parse_json_output(out.decode())
+    except ValueError:
+        return False
+    return True
+
+
 def squeue(sb: Sandbox) -> list[str]:
     out = sb.run_in("gateway", ["squeue", "-h", "-o", "%i %u %T %N"])
     return [line for line in out.splitlines() if line.strip()]
@@ -272,7 +281,7 @@ class Cli:
             if ready:
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    if allow_exit and not buf:
+                    if allow_exit and not _has_result(buf):
                         self.proc.wait(timeout=10)
                         return {}
                     break
@@ -284,7 +293,7 @@ class Cli:
                         return result  # type: ignore[no-any-return]
             elif self.proc.poll() is not None:
                 break
-        if allow_exit and self.proc.poll() is not None and not buf:
+        if allow_exit and self.proc.poll() is not None and not _has_result(buf):
             return {}
         self.stop()
         raise AssertionError(f"no JSON from nodetunnel; stdout={buf!r} stderr={self.stderr()}")
