@@ -73,6 +73,12 @@ def assert_gone(sandbox, info: dict) -> None:
     assert res.returncode == 1  # the private directory went with the job
 
 
+def assert_secret_not_logged(sandbox, info: dict, token: str) -> None:
+    """The app's output (the job log, in the shared home) does not carry the secret."""
+    log = sandbox.paths.user_home(ALICE) / ".nodetunnel" / "sessions" / str(info["session_id"])
+    assert token not in (log / "job.log").read_text(errors="replace")
+
+
 def screenshot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / name))
@@ -135,9 +141,7 @@ def test_marimo_edit_logs_in_with_the_token_and_its_websocket_runs_cells(
             page.wait_for_selector(f"text=computed on {info['node']}", timeout=60_000)
             assert any("/ws?" in u for u in sockets), sockets
             screenshot(page, "marimo.png")
-            log = sandbox.paths.user_home(ALICE) / ".nodetunnel" / "sessions" / str(
-                info["session_id"]) / "job.log"  # fmt: skip
-            assert token not in log.read_text(errors="replace")  # its URL is printed without
+            assert_secret_not_logged(sandbox, info, token)  # marimo's URL is printed without
         assert_gone(sandbox, info)
     finally:
         notebook.unlink()
@@ -206,6 +210,7 @@ def test_panel_serve_behind_its_login_and_its_websocket_updates(
             page.wait_for_selector(f"text=served from {info['node']}: 42", timeout=60_000)
             assert any(u.endswith("/nt_panel_app/ws") for u in sockets), sockets
             screenshot(page, "panel.png")
+            assert_secret_not_logged(sandbox, info, token)
         assert_gone(sandbox, info)
     finally:
         app.unlink()
@@ -241,6 +246,8 @@ def test_voila_renders_the_notebook_with_the_token_only(sandbox, laptop_nodetunn
             # Its kernel's channels are Unix sockets in the private directory: at most
             # ipykernel's own IOPub pipe (a random key guards it) is on a loopback port.
             assert len(tcp_listeners(sandbox, node) - before[node]) <= 1
+            token = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["token"][0]
+            assert_secret_not_logged(sandbox, info, token)
         assert_gone(sandbox, info)
     finally:
         notebook.unlink()
@@ -276,6 +283,7 @@ def test_code_server_workbench_opens_the_folder_logged_in(sandbox, laptop_nodetu
             page.wait_for_selector("text=hello_from_the_node.py", timeout=90_000)
             assert sockets, "the workbench opened no websocket"
             screenshot(page, "code-server.png")
+            assert_secret_not_logged(sandbox, info, token)
         assert_gone(sandbox, info)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
