@@ -3,12 +3,27 @@ events, then RUNNING once the jobs ahead of it are gone; the "job started" notif
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
 from nodetunnel.notify.testing import read_records
+from nodetunnel.proc import wait_until
 
-from .helpers import ALICE, BOB, Cli, jupyter_argv, recorded_notifications, sbatch, wait_job
+from .helpers import (
+    ALICE,
+    BOB,
+    Cli,
+    as_user,
+    jupyter_argv,
+    node_processes,
+    recorded_notifications,
+    result_json,
+    sbatch,
+    user_processes,
+    wait_job,
+)
 from .test_jupyter import http_status, wait_no_jobs
 
 
@@ -74,3 +89,22 @@ def _pending_then_running(sandbox, base: list[str], notes: Path) -> None:
         cli.stop()
         raise
     assert "Traceback" not in err  # (under --json the progress lines are the events)
+
+
+def test_a_detached_session_whose_app_dies_notifies_from_the_keeper(sandbox, laptop_nodetunnel):
+    with recorded_notifications(laptop_nodetunnel) as (base, notes):
+        res = as_user(ALICE, jupyter_argv(base, "--detach"), timeout_s=120)
+        assert res.returncode == 0, res.stderr
+        info = result_json(res.stdout)
+        assert read_records(notes) == []  # it started at once: nothing to notify
+        app = [int(line.split()[0]) for line in node_processes(ALICE, str(info["node"]))
+               if "jupyter" in line and "nt_" not in line]  # fmt: skip
+        assert app, node_processes(ALICE, str(info["node"]))
+        for pid in app:  # the app dies on the node: the job fails, which nobody asked for
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: user_processes(ALICE) == [], timeout_s=60, what="the keeper to exit")
+        records = read_records(notes)
+    assert [r["kind"] for r in records] == ["ended"], records
+    assert records[0]["title"] == f"Session {info['session_id']} ended"
+    assert "failed" in records[0]["message"]
+    assert records[0]["urgent"] is True

@@ -4,6 +4,7 @@ fallbacks, and the CLI's handlers (JSON lines, bell, log)."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import sys
 import time
@@ -254,3 +255,20 @@ def test_notify_setting_prefers_the_option_then_the_profile(tmp_path: Path) -> N
     assert live.notify_setting(True, "lab", config) is True
     assert live.notify_setting(None, "lab", config) is False
     assert live.notify_setting(None, "gone", config) is True  # a profile removed since
+
+
+def test_a_library_without_a_real_backend_counts_as_no_service(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    library = pytest.importorskip("desktop_notifier")
+
+    class Dummy:  # what the library gives a macOS Python outside an app bundle
+        def __init__(self, app_name: str) -> None:
+            logging.getLogger("desktop_notifier.main").warning("only from an app bundle")
+
+    monkeypatch.setattr(library, "DesktopNotifier", Dummy)
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+    notifier = DesktopNotifier()
+    assert notifier.send(Notification(ev.ENDED, "t", "m", SID)) is False
+    assert notifier.unavailable == "no notification centre for this program"
+    assert capfd.readouterr() == ("", "")

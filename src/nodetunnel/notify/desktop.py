@@ -81,7 +81,12 @@ class DesktopNotifier(Notifier):
         import asyncio
 
         self._loop = asyncio.new_event_loop()
-        return desktop_notifier.DesktopNotifier(app_name=self.app_name)
+        warned = self._failures.count
+        library = desktop_notifier.DesktopNotifier(app_name=self.app_name)
+        if self._failures.count != warned:  # e.g. macOS outside an app bundle: a dummy backend
+            self.unavailable = "no notification centre for this program"
+            return None
+        return library
 
     def send(self, note: Notification) -> bool:
         if self.unavailable is not None:

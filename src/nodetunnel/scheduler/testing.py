@@ -162,8 +162,10 @@ class FakeSlurm:
     first command, as sbatch does), refuses an unknown partition or more GPUs
     per node than ``gpus_per_node`` with sbatch's own messages, and queues the
     job as PENDING (or RUNNING on the first node with ``auto_start``).
-    ``squeue --jobs``/``--format``/``--start``, ``scancel`` and ``sinfo`` answer
-    from that state. Every call is recorded in :attr:`calls`.
+    ``squeue --jobs``/``--format``/``--start``/``--states``/``--partition``/``--sort=-p,i``,
+    ``scancel`` and ``sinfo`` answer from that state; :meth:`queue_job` adds another
+    user's pending job (ahead of later ones, or by its ``priority``). Every call is
+    recorded in :attr:`calls`.
     """
 
     def __init__(
