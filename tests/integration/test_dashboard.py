@@ -23,6 +23,7 @@ from .helpers import (
     as_user,
     end_leftovers,
     jupyter_argv,
+    result_json,
     sbatch,
     squeue,
     wait_job,
@@ -51,7 +52,7 @@ def test_dashboard_lists_starts_updates_opens_and_stops(sandbox, laptop_nodetunn
         started = as_user(ALICE, jupyter_argv(laptop_nodetunnel, "--detach", "--time", "8"),
                           timeout_s=120)  # fmt: skip
         assert started.returncode == 0, started.stderr
-        first = json.loads(started.stdout)
+        first = result_json(started.stdout)
         # Bob's jobs take both GPUs: alice's GPU session (B) waits for Resources.
         bobs = [sbatch(sandbox, BOB, "-p", "gpu", "--gres=gpu:1", "--time=5", "--wrap",
                        "sleep 600") for _ in range(2)]  # fmt: skip

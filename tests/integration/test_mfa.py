@@ -28,6 +28,7 @@ from .helpers import (
     end_leftovers,
     job_state,
     jupyter_argv,
+    result_json,
     runtime_dir,
     squeue,
     state_dir,
@@ -122,7 +123,7 @@ def test_detached_lifecycle_costs_one_prompt(sandbox, mfa, laptop_nodetunnel):
     try:
         run = run_to_end(ALICE, jupyter_argv(base, "--detach"), phone)
         assert run.exitstatus == 0, run.output
-        info = json.loads(run.output[run.output.index("{") :])
+        info = result_json(run.output[run.output.index("{") :])
         sid, port = str(info["session_id"]), int(info["local_port"])
         token = str(info["url"]).split("token=", 1)[1]
         assert http_status(port, "/api/status", token) == 200
@@ -151,7 +152,7 @@ def test_a_keeper_that_needs_a_code_stops_and_attach_hands_back(sandbox, mfa, la
     base, phone = laptop_nodetunnel, mfa[BOB]
     run = run_to_end(BOB, jupyter_argv(base, "--detach"), phone)
     assert run.exitstatus == 0, run.output
-    info = json.loads(run.output[run.output.index("{") :])
+    info = result_json(run.output[run.output.index("{") :])
     sid, job_id = str(info["session_id"]), str(info["job_id"])
     record_path = state_dir(BOB) / f"{sid}.json"
     dropped = time.monotonic()
@@ -175,7 +176,7 @@ def test_a_keeper_that_needs_a_code_stops_and_attach_hands_back(sandbox, mfa, la
     keeper = json.loads(record_path.read_text())
     assert keeper["pid"], keeper  # a keeper again
     assert keeper["needs"] == "", keeper
-    again = json.loads(run.output[run.output.index("{") :])
+    again = result_json(run.output[run.output.index("{") :])
     token = str(again["url"]).split("token=", 1)[1]
     assert http_status(int(again["local_port"]), "/api/status", token) == 200
     run = run_to_end(BOB, [*base, "stop", sid], phone)

@@ -5,13 +5,21 @@ step in the login and gateway hosts' sshd logs (key logins: the sandbox without 
 
 from __future__ import annotations
 
-import json
 import re
 
 from nodetunnel.proc import wait_until
 from nodetunnel.sandbox.cluster import Sandbox
 
-from .helpers import BOB, as_user, end_leftovers, jupyter_argv, squeue, state_dir, user_processes
+from .helpers import (
+    BOB,
+    as_user,
+    end_leftovers,
+    jupyter_argv,
+    result_json,
+    squeue,
+    state_dir,
+    user_processes,
+)
 from .test_jupyter import http_status
 
 
@@ -39,7 +47,7 @@ def test_without_connection_sharing_every_step_logs_in_and_works(sandbox, laptop
         return res.stdout
 
     try:
-        info = json.loads(step("start --detach",
+        info = result_json(step("start --detach",
                                jupyter_argv(base, "--detach", "--config", str(config))))  # fmt: skip
         sid, port = str(info["session_id"]), int(info["local_port"])
         assert http_status(port, "/api/status", str(info["url"]).split("token=", 1)[1]) == 200
