@@ -75,9 +75,9 @@ def test_foreground_one_slow_prompt_and_ctrl_c_costs_no_login(sandbox, mfa, lapt
     port = int(run.child.match.group(1))
     run.child.expect(r"\}", timeout=10)
     start_s = time.monotonic() - started
-    url = re.search(r'"url": "([^"]+)"', run.output + run.child.before)
-    assert url, run.output
-    token = url[1].split("token=", 1)[1]
+    urls = re.findall(r'"url": "([^"]+)"', run.output + run.child.before)
+    assert urls, run.output
+    token = urls[-1].split("token=", 1)[1]  # the result's (after the progress events)
     assert http_status(port, "/api/status", token) == 200
     assert (run.prompts, log.since().prompts, log.since().logins) == (1, 1, 1), run.output
     log.mark()
