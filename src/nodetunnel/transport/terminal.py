@@ -71,12 +71,19 @@ def run_on_terminal(argv: Sequence[str], *, timeout_s: float) -> Completed:
         if tty is None:
             return run(argv, timeout_s=timeout_s, check=False, new_session=True)
         started = time.monotonic()
+
+        def in_front() -> None:  # in the child, before exec (as a shell does for a job)
+            os.setpgrp()
+            _give_terminal(tty, os.getpgrp())
+
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, errors="replace",
-                                preexec_fn=os.setpgrp)  # Python 3.10 has no process_group  # fmt: skip
+                                preexec_fn=in_front)  # fmt: skip
         ours = os.getpgrp()
         try:
-            _give_terminal(tty, proc.pid)
+            _give_terminal(tty, proc.pid)  # either side may be first: both do it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGCONT)  # if it read the terminal too early
             out, err = proc.communicate(timeout=timeout_s)
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
