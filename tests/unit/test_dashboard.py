@@ -163,7 +163,9 @@ def test_cards_from_records_and_one_query_per_cluster(world: dict[str, Any]) -> 
     fake.start(elsewhere)
     board.refresh()
     assert world["connects"] == ["fake"]
-    assert fake.count("squeue") == 1  # the same single query 'nodetunnel list' makes
+    # The same single query 'nodetunnel list' makes, and one for the pending job's place in
+    # its partition's queue.
+    assert fake.count("squeue") == 2
     cards = {c["id"]: c for c in board.cards()}
     run = cards["nt-aaaaaaa1"]
     assert (run["state"], run["node"], run["job_id"], run["reconnects"]) == (
@@ -176,6 +178,7 @@ def test_cards_from_records_and_one_query_per_cluster(world: dict[str, Any]) -> 
     wait = cards["nt-bbbbbbb2"]
     assert wait["state_text"] == "PENDING (Resources)"
     assert wait["pending"]["estimated_start"] == "2026-12-02T15:00:00"
+    assert (wait["pending"]["position"], wait["pending"]["pending_in_partition"]) == (1, 1)
     assert not wait["here"]
     assert wait["tunnel"] == "elsewhere"
     assert cards["nt-ccccccc3"]["app"] == "dash"

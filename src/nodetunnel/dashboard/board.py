@@ -41,19 +41,16 @@ class Pending:
     pending_in_partition: int | None = None
 
 
-def pending_info(scheduler: Any, job_id: str, status: JobStatus) -> Pending:
-    """The pending job's reason, estimate and place in the queue.
-
-    Uses the scheduler's ``pending_info(job_id)`` where the backend has it, else
-    what the listing's status already says (reason and start estimate; no position).
+def pending_info(scheduler: Scheduler, job_id: str, status: JobStatus) -> Pending:
+    """The pending job's reason, estimate and place in its partition's queue
+    (:meth:`Scheduler.pending_info`, one more query); if that query fails, what the
+    listing's status already says (reason and start estimate; no position).
     """
-    ask = getattr(scheduler, "pending_info", None)
-    if ask is not None:
-        with contextlib.suppress(NodetunnelError):
-            info = ask(job_id)
-            if info is not None:
-                return Pending(info.reason, info.estimated_start, info.position,
-                               info.pending_in_partition)  # fmt: skip
+    with contextlib.suppress(NodetunnelError):
+        info = scheduler.pending_info(job_id)
+        if info is not None:
+            return Pending(info.reason, info.estimated_start, info.position,
+                           info.pending_in_partition)  # fmt: skip
     return Pending(status.reason, status.start_estimate)
 
 
