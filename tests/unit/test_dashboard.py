@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from nodetunnel.errors import NodetunnelError
+
 pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 
@@ -204,19 +206,23 @@ def test_refresh_at_most_once_per_interval(world: dict[str, Any]) -> None:
     assert fake.count("squeue") == 2
 
 
-def test_pending_info_from_the_backend_when_it_has_it() -> None:
+def test_pending_info_from_the_backend_or_the_listing_when_it_fails() -> None:
     from nodetunnel.scheduler.base import JobStatus
 
     status = JobStatus("7", JobState.PENDING, reason="Priority", start_estimate=None)
-    assert pending_info(object(), "7", status) == Pending("Priority", None)
 
     class WithInfo:
         def pending_info(self, job_id: str) -> Any:
             return Pending("Resources", "2026-12-02T15:00:00", 3, 9)
 
-    assert pending_info(WithInfo(), "7", status) == Pending(
+    class Failing:
+        def pending_info(self, job_id: str) -> Any:
+            raise NodetunnelError("squeue timed out")
+
+    assert pending_info(WithInfo(), "7", status) == Pending(  # type: ignore[arg-type]
         "Resources", "2026-12-02T15:00:00", 3, 9
     )
+    assert pending_info(Failing(), "7", status) == Pending("Priority", None)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
