@@ -16,7 +16,6 @@ import dataclasses
 import math
 import os
 import secrets
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,14 +36,14 @@ from ..state import SessionRecord, SessionStore
 from ..transport.base import ClusterRef, Transport
 from ..transport.openssh import OpenSSHTransport, SshSettings, private_runtime_dir
 from . import extras as extras_mod
-from . import sshhosts
 from .extras import Forward
 from .jobscript import render_body
 from .model import Endpoint, LaunchRequest, SessionInfo, job_name_for
 from .page import redirect_page
-from .remote import ENDED, JOB_LOG, RemoteDir, remove_dirs
+from .remote import ENDED, JOB_LOG, RemoteDir
 from .startup import Fallback, Watch, wait_published, wait_running, while_starting
-from .tunnel import Tunnel, choose_local_port, sigint_deferred
+from .teardown import close_session
+from .tunnel import Tunnel, choose_local_port
 
 Progress = Callable[[str], None]
 RECONNECT_TIMEOUT_S = 300.0  # in the foreground; a detached session tries as long as the job runs
@@ -490,59 +489,7 @@ class Session:
         """Tear down in reverse order; every step runs even if an earlier one fails."""
         if self.handed_over:
             return
-        problems: list[str] = []
-        # --keep keeps a session whose app was ready; a start that failed, timed out or was
-        # interrupted has nothing to come back to, so its job is cancelled all the same.
-        keep = self.req.keep and not self.job_ended and self.info is not None
-        with sigint_deferred(), self.transport.shielded():
-            if self.req.keep and self.info is None and self._submitted:
-                self._notice("the app never became ready, so its job is cancelled (--keep "
-                             "keeps only a session that started)")  # fmt: skip
-            if self.tunnel is not None:
-                proc = self.tunnel.proc
-                try:
-                    self.tunnel.stop(timeout_s=3)
-                except NodetunnelError as exc:
-                    pid = proc.pid if proc else "?"
-                    problems.append(f"the tunnel (PID {pid}): {exc.message}")
-                self.tunnel = None
-            if self.requeued and self.job_id is not None:
-                try:
-                    self.scheduler.cancel(self.job_id)
-                except NodetunnelError as exc:
-                    problems.append(f"requeued job {self.job_id} may run again: {exc.message}")
-            elif self._submitted and not keep and not self.job_ended:
-                try:
-                    if self.job_id is not None:
-                        self._say(f"cancelling job {self.job_id}")
-                        self.scheduler.cancel(self.job_id)
-                    else:
-                        self.scheduler.cancel_named(self.job_name)
-                except NodetunnelError as exc:
-                    what = self.job_id or f"named {self.job_name}"
-                    problems.append(f"job {what} may still be running: {exc.message}")
-            if self.session_dir and not keep:
-                with contextlib.suppress(NodetunnelError):
-                    remove_dirs(self.transport, [self.session_dir])
-            if self._connected:
-                self.transport.close()
-            shutil.rmtree(self.local_dir, ignore_errors=True)
-            if self.store is not None and self.record is not None:
-                try:
-                    if keep:  # the job runs on, detached: 'nodetunnel attach' resumes it
-                        self.store.save(dataclasses.replace(
-                            self.record, pid=None, pid_start=None, tunnel_pid=None,
-                            tunnel_start=None))  # fmt: skip
-                    else:
-                        self.store.remove(self.session_id)
-                        sshhosts.sync(self.store)
-                except (NodetunnelError, OSError) as exc:
-                    problems.append(f"the session record: {exc}")
-        if problems:
-            raise NodetunnelError(
-                "clean-up incomplete: " + "; ".join(problems),
-                hint=self.scheduler.leftover_hint(),
-            )
+        close_session(self)
 
     def browser_file(self) -> Path:
         """A 0600 page that redirects to the URL: opening it keeps the token out of argv."""
