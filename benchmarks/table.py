@@ -139,15 +139,15 @@ def _datapath(tp: dict[str, Any], lat: dict[str, Any]) -> list[str]:
     lines = [
         "",
         f"{'4. data path':{W}}{'nodetunnel':>12}{'plain ssh':>12}{'ratio':>8}",
-        f"{'  ' + str(tp['file_mb']) + ' MB download, median of ' + str(tp['rounds']) + ' (MB/s)':{W}}"
+        f"{'  ' + str(tp['file_mb']) + ' MB download, median of ' + str(tp['rounds']) + ', MB/s':{W}}"
         f"{tp['nodetunnel_mb_s']:>12.1f}{tp['plain_ssh_mb_s']:>12.1f}{tp['ratio']:>8.2f}",
     ]
-    for mode, label in (("new", "new connection each"), ("kept", "kept-alive")):
+    lines.append(f"  {lat['requests']} GETs of {lat['path']} per tunnel and mode (ms):")
+    for mode, label in (("new", "a new connection each"), ("kept", "one kept-alive connection")):
         v = lat[mode]
         for p in ("p50", "p99"):
-            name = f"{lat['requests']} x {lat['path']}, {label}, {p} (ms)"
             lines.append(
-                f"{'  ' + name:{W}}{v['nodetunnel'][p + '_ms']:>12.2f}"
+                f"{'    ' + label + ', ' + p:{W}}{v['nodetunnel'][p + '_ms']:>12.2f}"
                 f"{v['plain_ssh'][p + '_ms']:>12.2f}{v['ratio_' + p]:>8.2f}"
             )
     lines.append("  target: throughput >= 0.95x, latency <= 1.05x plain ssh")

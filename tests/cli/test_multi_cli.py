@@ -46,3 +46,30 @@ def test_help_documents_with(capsys: pytest.CaptureFixture[str]) -> None:
     run(["jupyter", "--help"])
     out = capsys.readouterr().out
     assert "--with NAME[:ARGS]" in out
+
+
+def test_list_shows_every_url_of_a_session_without_its_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from nodetunnel.cli import cli
+    from nodetunnel.session import Listing, SessionRow, fleet
+    from nodetunnel.state import SessionRecord
+
+    record = SessionRecord(
+        session_id="nt-7f3a9c01", app="jupyter", job_id="12", jump=["login"],
+        url="http://127.0.0.1:8888/lab?token=SECRET", token="SECRET",
+        extras=[{"app": "tensorboard", "url": "http://127.0.0.1:6006/?token=SECRET"}],
+    )  # fmt: skip
+    row = SessionRow(session_id=record.session_id, app="jupyter", cluster="c", job_id="12",
+                     state="RUNNING", node="node1", time_left_s=60, tunnel_up=True,
+                     attached=True, here=True, url="http://127.0.0.1:8888/lab",
+                     record=record)  # fmt: skip
+    monkeypatch.setattr(fleet, "reconcile", lambda store, clusters=(), **kw: Listing(rows=[row]))
+    result = CliRunner().invoke(cli, ["list"], prog_name="nodetunnel")
+    assert result.exit_code == 0, result.output
+    assert "tensorboard: http://127.0.0.1:6006/" in result.stdout
+    result = CliRunner().invoke(cli, ["list", "--json"], prog_name="nodetunnel")
+    assert '"url": "http://127.0.0.1:6006/"' in result.stdout
+    assert "SECRET" not in result.stdout
