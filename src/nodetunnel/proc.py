@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import os
 import random
+import select
 import shlex
 import signal
 import subprocess
@@ -294,6 +295,33 @@ class ProcessRef:
         if seen is None or seen[1]:
             return False
         return seen[0] == self.start_ticks
+
+    def wait_gone(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for this process to end; True if it has ended.
+
+        On Linux a pidfd wakes the caller once, when the process ends (it need not
+        be a child of ours); elsewhere this looks every half second.
+        """
+        timeout_s = max(0.0, timeout_s)
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is not None:
+            try:
+                fd = pidfd_open(self.pid)
+            except OSError:  # gone already (or pidfds unsupported): one look tells
+                return not self.alive()
+            try:
+                if self.alive():  # the pidfd is of this very process, not of a reused PID
+                    select.select([fd], [], [], timeout_s)
+            finally:
+                os.close(fd)
+            return not self.alive()
+        deadline = time.monotonic() + timeout_s
+        while self.alive():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(0.5, left))
+        return True
 
     def listens_on(self, host: str, port: int) -> bool | None:
         """Whether this very process holds the TCP listener on ``host:port``.

@@ -573,3 +573,38 @@ def test_spawn_of_a_program_that_cannot_be_executed_is_one_clear_error(tmp_path:
         spawn([str(program)], log_path=tmp_path / "p.log")
     assert "cannot start" in err.value.message
     assert str(program) in err.value.message
+
+
+def test_wait_gone_wakes_when_the_process_ends_and_not_before() -> None:
+    import threading
+
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        ref = ProcessRef.of(child.pid)
+        assert ref is not None
+        assert ref.wait_gone(0.2) is False  # still running when the time is up
+        threading.Timer(0.2, child.terminate).start()
+        assert ref.wait_gone(30) is True
+    finally:
+        child.kill()
+        child.wait()
+    assert ref.wait_gone(0) is True  # already gone: at once
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polling"])
+def test_wait_gone_with_and_without_pidfds(monkeypatch: pytest.MonkeyPatch, pidfd: bool) -> None:
+    if pidfd and not hasattr(os, "pidfd_open"):
+        pytest.skip("no pidfd_open on this platform")
+    if not pidfd:
+        monkeypatch.delattr(os, "pidfd_open", raising=False)
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        ref = ProcessRef.of(child.pid)
+        assert ref is not None
+        assert ref.wait_gone(0.1) is False
+        child.terminate()
+        child.wait()
+        assert ref.wait_gone(5) is True
+    finally:
+        child.kill()
+        child.wait()

@@ -30,7 +30,9 @@ HEARTBEAT_RETRY_S = 5.0
 HEALTH_PROBE_S = 10.0  # an HTTP request through the tunnel this often
 HEALTH_PROBE_TIMEOUT_S = 5.0
 HEALTH_PROBE_FAILURES = 2  # unanswered in a row: the tunnel is re-opened
-POLL_S = 0.5  # how often the loop looks at the tunnel process
+# The loop sleeps until its next task (a health probe, a lease check-in, the job check, the
+# time-limit warning) or the tunnel's ssh exits, whichever comes first, and at most this long.
+POLL_S = 5.0
 # A job that ran and is back in the queue (requeued): its app is lost.
 _REQUEUED = frozenset(
     {JobState.PENDING, JobState.REQUEUED, JobState.REQUEUE_HOLD, JobState.REQUEUE_FED}
@@ -157,8 +159,12 @@ def keep_up(session: Session, *, poll_s: float = POLL_S) -> tuple[str, JobState,
                 session._emit(WALLTIME_WARNING, time_left_s=max(0, round(end - time.time())),
                               message=walltime_warning(job_id, end))  # fmt: skip
             beat_if_due(session)
-            if time.monotonic() < next_check:
-                time.sleep(poll_s)
+            now = time.monotonic()
+            if now < next_check:
+                wake = min(next_check, next_probe, session.next_beat)
+                if warn_at is not None:
+                    wake = min(wake, now + warn_at - time.time())
+                tunnel.wait_gone(min(poll_s, max(0.0, wake - now)))
                 continue
             next_check = time.monotonic() + req.job_check_interval_s
         finished = job_end(session, job_id)

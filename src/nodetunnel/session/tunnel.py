@@ -156,6 +156,10 @@ class Tunnel:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.alive()
 
+    def wait_gone(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the forward's ssh to exit; True if it is not running."""
+        return self.proc is None or self.proc.wait_gone(timeout_s)
+
     def adopt(self, proc: ProcessRef | None, port: int) -> None:
         """Continue with a forward another process started (a hand-over)."""
         self.proc = proc if proc is not None and proc.alive() else None
