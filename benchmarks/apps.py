@@ -1,6 +1,9 @@
 """Command -> first 200 per app recipe: JupyterLab (from the startup part), Notebook,
-Streamlit, Dash and TensorBoard, each started as a researcher does (``nodetunnel APP ...
---cluster sandbox --venv ...``), its URL fetched until it answers 200, then Ctrl-C."""
+Streamlit, Dash, TensorBoard, marimo, Panel, Voila and code-server, each started as a
+researcher does (``nodetunnel APP ... --cluster sandbox --venv ...``), its URL fetched
+until it answers 200, then Ctrl-C. Panel and code-server log in through a form that the
+page nodetunnel opens posts: for them the first answer of their login page counts (200,
+or the redirect to it)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,13 @@ if TYPE_CHECKING:
     from .bench import Bench
 
 STREAMLIT_APP = 'import streamlit as st\n\nst.title("bench")\n'
+PANEL_APP = 'import panel as pn\n\npn.panel("bench").servable()\n'
+VOILA_NOTEBOOK = (
+    '{"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# bench"]}], '
+    '"metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n'
+)
+#: Apps whose login page is what a browser gets first (see the module docstring).
+FORM_LOGIN = frozenset({"panel", "code"})
 DASH_APP = (
     "from dash import Dash, html\n\napp = Dash(__name__)\n"
     'app.layout = html.Div([html.H1("bench")])\n'
@@ -31,13 +41,23 @@ def measure(bench: Bench, runs: int) -> dict[str, Any]:
     bench.on_clean_up(lambda: shutil.rmtree(logdir, ignore_errors=True))
     streamlit = bench.home / "nt-bench-streamlit.py"
     dash = bench.home / "nt-bench-dash.py"
+    panel = bench.home / "nt-bench-panel.py"
+    voila = bench.home / "nt-bench-voila.ipynb"
+    marimo = bench.home / "nt-bench-marimo.py"
     bench.write_user_file(streamlit, STREAMLIT_APP)
     bench.write_user_file(dash, DASH_APP)
+    bench.write_user_file(panel, PANEL_APP)
+    bench.write_user_file(voila, VOILA_NOTEBOOK)
+    bench.track_file(marimo)  # marimo creates the notebook
     recipes = {
         "notebook": [],
         "streamlit": [str(streamlit)],
         "dash": [str(dash)],
         "tensorboard": ["--logdir", str(logdir)],
+        "marimo": ["edit", str(marimo)],
+        "panel": ["serve", str(panel)],
+        "voila": [str(voila)],
+        "code": [str(bench.home)],
     }
     samples: dict[str, list[float]] = {app: [] for app in recipes}
     for i in range(runs):
@@ -54,7 +74,7 @@ def _one(bench: Bench, app: str, args: list[str]) -> float:
     info, _ = cli.json_result()
     bench.track_session(info)
     url = str(info["url"])
-    ok_at = wait_until(lambda: _ok(url), timeout_s=60, what=f"{app}'s URL to answer 200",
+    ok_at = wait_until(lambda: _ok(url, login_page=app in FORM_LOGIN), timeout_s=60, what=f"{app}'s URL to answer 200",
                        interval_s=0.01, max_interval_s=0.2)  # fmt: skip
     if (code := cli.interrupt()) != 130:
         raise BenchError(f"nodetunnel {app} exited with {code} on Ctrl-C: {cli.stderr_tail()}")
@@ -62,7 +82,7 @@ def _one(bench: Bench, app: str, args: list[str]) -> float:
     return ok_at - cli.started
 
 
-def _ok(url: str) -> float:
+def _ok(url: str, *, login_page: bool = False) -> float:
     parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
     try:
@@ -73,6 +93,6 @@ def _ok(url: str) -> float:
         raise NotReady(f"{url}: {exc}") from exc
     finally:
         conn.close()
-    if response.status != 200:
+    if response.status != 200 and not (login_page and 300 <= response.status < 400):
         raise NotReady(f"HTTP {response.status} from {url}")
     return time.monotonic()

@@ -125,7 +125,8 @@ def test_quick_benchmark_measures_every_metric(sandbox, tmp_path, capsys):
     assert many["total_rss_mb"] > 0, many
 
     # 7. Command -> first 200 per app recipe.
-    assert set(data["apps"]) == {"jupyter", "notebook", "streamlit", "dash", "tensorboard"}
+    assert set(data["apps"]) == {"jupyter", "notebook", "streamlit", "dash", "tensorboard",
+                                 "marimo", "panel", "voila", "code"}  # fmt: skip
     for app, s in data["apps"].items():
         assert s["n"] >= 1, app
         assert _number(s["median"]), app
