@@ -206,6 +206,31 @@ def test_refresh_at_most_once_per_interval(world: dict[str, Any]) -> None:
     assert fake.count("squeue") == 2
 
 
+def test_events_a_job_that_waited_starts_nears_its_limit_and_ends(world: dict[str, Any]) -> None:
+    fake, store, board = world["fake"], world["store"], world["board"]
+    job = submit(fake, "nt-ddddddd4")
+    record(store, "nt-ddddddd4", job)
+    board.refresh()
+    assert board.events() == []  # pending: nothing happened yet
+    fake.start(job, time_left="50:00")
+    board.refresh()
+    board.refresh()  # once only
+    assert [(e["id"], e["kind"]) for e in board.events()] == [("nt-ddddddd4", "running")]
+    assert board.events()[0]["message"] == f"job {job} (jupyter) started on node1"
+    fake.jobs[job].time_left = "5:00"  # within the record's 10 min warning
+    board.refresh()
+    board.refresh()
+    assert [e["kind"] for e in board.events()] == ["running", "walltime_warning"]
+    assert board.events()[1]["message"] == f"job {job} (jupyter) ends in 5 min"
+    fake.finish(job, JobState.TIMEOUT)
+    board.refresh()
+    board.refresh()
+    assert [e["kind"] for e in board.events()] == ["running", "walltime_warning", "ended"]
+    assert board.events()[2]["message"] == f"job {job} reached its time limit (TIMEOUT)"
+    page = logged_in(world).get("/api/cards").json()
+    assert [e["kind"] for e in page["events"]] == ["running", "walltime_warning", "ended"]
+
+
 def test_pending_info_from_the_backend_or_the_listing_when_it_fails() -> None:
     from nodetunnel.scheduler.base import JobStatus
 

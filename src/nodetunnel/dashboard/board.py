@@ -11,6 +11,7 @@ Thread-safe; nothing here prints.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import threading
@@ -20,6 +21,7 @@ from typing import Any, cast
 
 from ..config import DEFAULT_WARN_BEFORE_S
 from ..errors import NodetunnelError
+from ..events import ENDED, RUNNING, WALLTIME_WARNING
 from ..scheduler.base import JobState, JobStatus, Scheduler
 from ..session.fleet import Connector, Link, cluster_link, process_alive, reconcile
 from ..session.keeper import job_end_message
@@ -29,6 +31,7 @@ from ..transport.base import ClusterRef
 
 REFRESH_INTERVAL_S = 15.0  # at most one query per cluster this often, while a page is open
 ENDED_KEEP_S = 3600.0  # a session that ended by itself stays on the page this long
+EVENTS_KEPT = 20  # the page lists this many recent events
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +120,10 @@ class Board:
         self._starts: dict[str, Start] = {}
         self._gone: set[str] = set()  # stopped here since the last refresh
         self.problems: list[str] = []
+        #: What happened to the sessions, newest last: the events nodetunnel notifies of (a
+        #: job that waited started, the time-limit warning, an end nobody asked for here).
+        self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENTS_KEPT)
+        self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ refreshing
     def seconds_until_due(self) -> float:
@@ -163,8 +170,10 @@ class Board:
             self._gone.clear()
             self.problems = [f"could not ask {ref.where}: {why}" for ref, why in
                              listing.unreachable] + list(listing.unreadable)  # fmt: skip
+            before = {r.session_id: r.state for r in self._rows}
             rows = []
             for row in listing.rows:
+                self._note_events(row, before.get(row.session_id), now)
                 if row.state == "ENDED":
                     if row.session_id not in self._starts:
                         self._ended[row.session_id] = self._card(row, now)
@@ -174,6 +183,31 @@ class Board:
             cutoff = now - ENDED_KEEP_S
             self._ended = {k: c for k, c in self._ended.items() if c["ended_at"] > cutoff}
             self._bump()
+
+    def _note_events(self, row: SessionRow, was: str | None, now: float) -> None:
+        """The events of one session between the last query and this one."""
+        sid, job = row.session_id, row.job_id
+        if was == "PENDING" and row.state == "RUNNING":
+            self._event(now, sid, RUNNING, f"job {job} ({row.app}) started on {row.node}")
+        warn_s = row.record.warn_before_s if row.record is not None else DEFAULT_WARN_BEFORE_S
+        if (row.state == "RUNNING" and row.time_left_s is not None and warn_s
+                and row.time_left_s <= warn_s and sid not in self._warned):  # fmt: skip
+            self._warned.add(sid)
+            self._event(now, sid, WALLTIME_WARNING,
+                        f"job {job} ({row.app}) ends in {max(0, row.time_left_s) // 60} min")  # fmt: skip
+        if row.state == "ENDED" and was is not None and was != "ENDED":
+            status = self._statuses.get((row.cluster, job))
+            state = status.state if status is not None and status.state.finished else JobState.ENDED
+            self._event(now, sid, ENDED, job_end_message(job, state).removesuffix(
+                "; the session is over"))  # fmt: skip
+
+    def _event(self, at: float, session_id: str, kind: str, message: str) -> None:
+        self._events.append({"at": at, "id": session_id, "kind": kind, "message": message})
+
+    def events(self) -> list[dict[str, Any]]:
+        """The recent events (JSON-ready), newest last."""
+        with self._lock:
+            return list(self._events)
 
     # ------------------------------------------------------------- local changes
     def _bump(self) -> None:
@@ -314,4 +348,12 @@ def _row_of(record: SessionRecord) -> SessionRow:
     )  # fmt: skip
 
 
-__all__ = ["ENDED_KEEP_S", "REFRESH_INTERVAL_S", "Board", "Pending", "Start", "pending_info"]
+__all__ = [
+    "ENDED_KEEP_S",
+    "EVENTS_KEPT",
+    "REFRESH_INTERVAL_S",
+    "Board",
+    "Pending",
+    "Start",
+    "pending_info",
+]

@@ -215,7 +215,8 @@ def make_app(
 
     async def cards(request: Request) -> Response:
         data = await run_in_threadpool(board.cards)
-        return _secure_headers(JSONResponse({"cards": data, "problems": board.problems}))
+        return _secure_headers(JSONResponse({"cards": data, "problems": board.problems,
+                                             "events": board.events()}))  # fmt: skip
 
     async def events(request: Request) -> Response:
         changes.loop = asyncio.get_running_loop()
@@ -234,6 +235,7 @@ def make_app(
                         sent = board.version
                         data = await run_in_threadpool(board.cards)
                         yield _sse("cards", {"cards": data, "problems": board.problems,
+                                             "events": board.events(),
                                              "refreshed_at": board.refreshed_at})  # fmt: skip
                     else:
                         yield ": keepalive\n\n"

@@ -118,6 +118,11 @@ function renderBoard(data) {
   document.getElementById("empty").hidden = data.cards.length > 0;
   const problems = document.getElementById("problems");
   problems.replaceChildren(...(data.problems || []).map((p) => el("li", {text: p})));
+  const events = document.getElementById("events");
+  events.replaceChildren(...(data.events || []).slice().reverse().map((e) =>
+    el("li", {class: `event ${e.kind}`},
+       el("time", {text: new Date(e.at * 1000).toLocaleTimeString()}), ` ${e.id}: ${e.message}`)));
+  document.getElementById("events-box").hidden = !(data.events || []).length;
   if (focusKey) {  // keep the keyboard focus where it was across updates
     const again = cards.querySelector(`.card[data-id="${focusKey[0]}"] [data-act="${focusKey[1]}"]`);
     if (again) again.focus();
