@@ -97,6 +97,11 @@ def test_dashboard_lists_starts_updates_opens_and_stops(sandbox, laptop_nodetunn
         timings["pending_to_running_on_page_s"] = time.monotonic() - changed
         timings["event_after_query_ms"] = page.evaluate("window.nodetunnelLastUpdate.lagMs")
         assert page.evaluate("window.notReloaded") is True
+        # ... and "What happened" says so (the event nodetunnel notifies of).
+        page.wait_for_function(
+            "id => [...document.querySelectorAll('#events li')].some(li => "
+            "li.textContent.includes(`${id}: job `) && li.textContent.includes(' started on '))",
+            arg=b_id, timeout=10_000)  # fmt: skip
         second = waiting.read_json(timeout_s=90)
         assert second["session_id"] == b_id
 
