@@ -10,7 +10,6 @@ the terminal and the logins in the login host's sshd log.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator
 
@@ -71,13 +70,11 @@ def test_foreground_one_slow_prompt_and_ctrl_c_costs_no_login(sandbox, mfa, lapt
     log = SshdLog(sandbox, ALICE)
     started = time.monotonic()
     run = spawn(ALICE, jupyter_argv(laptop_nodetunnel))
-    answer_until(run, mfa[ALICE], r'"local_port": (\d+)', delay_s=25, timeout_s=150)
-    port = int(run.child.match.group(1))
-    run.child.expect(r"\}", timeout=10)
+    # The result's URL (the progress events before it carry none with the token).
+    answer_until(run, mfa[ALICE], r'"url": "http://127\.0\.0\.1:(\d+)/[^"?]*\?token=([^"]+)"',
+                 delay_s=25, timeout_s=150)  # fmt: skip
+    port, token = int(run.child.match.group(1)), run.child.match.group(2)
     start_s = time.monotonic() - started
-    urls = re.findall(r'"url": "([^"]+)"', run.output + run.child.before)
-    assert urls, run.output
-    token = urls[-1].split("token=", 1)[1]  # the result's (after the progress events)
     assert http_status(port, "/api/status", token) == 200
     assert (run.prompts, log.since().prompts, log.since().logins) == (1, 1, 1), run.output
     log.mark()

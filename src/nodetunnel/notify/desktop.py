@@ -79,8 +79,19 @@ class DesktopNotifier(Notifier):
         logger.addHandler(self._failures)
         logger.propagate = False  # its warnings (with tracebacks) stay out of the terminal
         import asyncio
+        import threading
 
+        # The library's own loop, in a thread of its own: a caller may run an event loop
+        # of its own in this thread (a web server, a browser driver), which would forbid
+        # running another one here.
         self._loop = asyncio.new_event_loop()
+        # What the library's background tasks raise later (a bus that went away) is logged
+        # quietly, not printed by asyncio.
+        self._loop.set_exception_handler(
+            lambda _loop, context: logging.getLogger(__name__).debug("%s", context.get("message"))
+        )
+        threading.Thread(target=self._loop.run_forever, name="nodetunnel-notify",
+                         daemon=True).start()  # fmt: skip
         warned = self._failures.count
         library = desktop_notifier.DesktopNotifier(app_name=self.app_name)
         if self._failures.count != warned:  # e.g. macOS outside an app bundle: a dummy backend
@@ -101,11 +112,13 @@ class DesktopNotifier(Notifier):
 
         urgency = Urgency.Critical if note.urgent else Urgency.Normal
         failures = self._failures.count
+        sending = asyncio.run_coroutine_threadsafe(
+            self._library.send(note.title, note.message, urgency=urgency), self._loop
+        )
         try:
-            self._loop.run_until_complete(asyncio.wait_for(
-                self._library.send(note.title, note.message, urgency=urgency),
-                timeout=self.timeout_s))  # fmt: skip
+            sending.result(timeout=self.timeout_s)
         except Exception as exc:  # a service that hangs or breaks: stop asking it
+            sending.cancel()
             self.unavailable = f"the notification service failed: {exc!r}"
             return False
         if self._failures.count != failures:
