@@ -1,9 +1,10 @@
 """Command -> first 200 per app recipe: JupyterLab (from the startup part), Notebook,
 Streamlit, Dash, TensorBoard, marimo, Panel, Voila and code-server, each started as a
 researcher does (``nodetunnel APP ... --cluster sandbox --venv ...``), its URL fetched
-until it answers 200, then Ctrl-C. Panel and code-server log in through a form that the
-page nodetunnel opens posts: for them the first answer of their login page counts (200,
-or the redirect to it)."""
+until it answers 200, then Ctrl-C. marimo, Panel and code-server log in on the first
+request (marimo takes its token from the URL and redirects with a cookie; Panel and
+code-server redirect to the login form that the page nodetunnel opens posts): for them
+that first answer counts, 200 or a redirect."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ VOILA_NOTEBOOK = (
     '{"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# bench"]}], '
     '"metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n'
 )
-#: Apps whose login page is what a browser gets first (see the module docstring).
-FORM_LOGIN = frozenset({"panel", "code"})
+#: Apps whose first answer is a login redirect (see the module docstring).
+LOGIN_REDIRECT = frozenset({"marimo", "panel", "code"})
 DASH_APP = (
     "from dash import Dash, html\n\napp = Dash(__name__)\n"
     'app.layout = html.Div([html.H1("bench")])\n'
@@ -74,7 +75,7 @@ def _one(bench: Bench, app: str, args: list[str]) -> float:
     info, _ = cli.json_result()
     bench.track_session(info)
     url = str(info["url"])
-    ok_at = wait_until(lambda: _ok(url, login_page=app in FORM_LOGIN), timeout_s=60, what=f"{app}'s URL to answer 200",
+    ok_at = wait_until(lambda: _ok(url, login_page=app in LOGIN_REDIRECT), timeout_s=60, what=f"{app}'s URL to answer 200",
                        interval_s=0.01, max_interval_s=0.2)  # fmt: skip
     if (code := cli.interrupt()) != 130:
         raise BenchError(f"nodetunnel {app} exited with {code} on Ctrl-C: {cli.stderr_tail()}")
