@@ -75,8 +75,10 @@ def _one(bench: Bench, app: str, args: list[str]) -> float:
     info, _ = cli.json_result()
     bench.track_session(info)
     url = str(info["url"])
-    ok_at = wait_until(lambda: _ok(url, login_page=app in LOGIN_REDIRECT), timeout_s=60, what=f"{app}'s URL to answer 200",
-                       interval_s=0.01, max_interval_s=0.2)  # fmt: skip
+    redirect = app in LOGIN_REDIRECT
+    ok_at = wait_until(lambda: _ok(url, login_page=redirect), timeout_s=60,
+                       what=f"{app}'s URL to answer", interval_s=0.01,
+                       max_interval_s=0.2)  # fmt: skip
     if (code := cli.interrupt()) != 130:
         raise BenchError(f"nodetunnel {app} exited with {code} on Ctrl-C: {cli.stderr_tail()}")
     bench.wait_job_gone(str(info["job_id"]))
