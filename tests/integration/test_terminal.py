@@ -45,12 +45,13 @@ def test_closing_the_terminal_cancels_the_job_and_closes_the_tunnel(sandbox, lap
     out = b""
     try:
         deadline = time.monotonic() + 120
-        while b'"local_port"' not in out or not out.rstrip().endswith(b"}"):
+        # The result object (pretty-printed, after the one-line progress events).
+        while b'\n  "local_port"' not in out or not out.rstrip().endswith(b"}"):
             assert time.monotonic() < deadline, out.decode(errors="replace")
             ready, _, _ = select.select([master], [], [], 0.5)
             if ready:
                 out += os.read(master, 65536)
-        m = re.search(rb'"local_port": (\d+)', out)
+        m = re.search(rb'\n  "local_port": (\d+)', out)
         assert m is not None, out
         port = int(m[1])
         assert not port_is_free(port)  # the tunnel listens
