@@ -205,6 +205,33 @@ def test_sigint_deferred_holds_ctrl_c_until_the_block_ends() -> None:
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_sigint_deferred_hands_a_held_hang_up_to_the_handler_it_was_meant_for() -> None:
+    # The CLI's SIGHUP handler silences the closed terminal before it interrupts: holding
+    # the signal back must not skip that, or the clean-up's output fails (exit code 120).
+    seen: list[int] = []
+
+    def on_hang_up(signum: int, _frame: object) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    def guarded() -> None:
+        with sigint_deferred():
+            os.kill(os.getpid(), signal.SIGHUP)
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(1000):
+                pass
+            assert seen == []  # held while the block runs
+
+    before = signal.signal(signal.SIGHUP, on_hang_up)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            guarded()
+        assert seen == [signal.SIGHUP]  # once, after the block
+        assert signal.getsignal(signal.SIGHUP) is on_hang_up
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
 def test_sigint_deferred_without_ctrl_c_does_nothing() -> None:
     before = signal.getsignal(signal.SIGINT)
     with sigint_deferred():

@@ -11,7 +11,6 @@ group (:mod:`.sandbox`, :mod:`.apps`, :mod:`.sessions`, :mod:`.config`), and
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
 import traceback
@@ -66,14 +65,11 @@ def _fail(code: int, message: str, hint: str | None = None) -> NoReturn:
 
 def _exit(code: int) -> NoReturn:
     """Exit with ``code``, also when the terminal is gone (Python would make that exit 120)."""
-    import os
-
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
-            with contextlib.suppress(OSError, ValueError):
-                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+            terminal_gone()
     sys.exit(code)
 
 
@@ -81,21 +77,8 @@ def _terminate(signum: int, _frame: Any) -> None:
     # SIGTERM (e.g. from 'nodetunnel stop') and SIGHUP (the terminal was closed) clean up
     # like Ctrl-C does: the job is cancelled unless --keep, the tunnel is closed.
     if signum == getattr(signal, "SIGHUP", None):
-        _terminal_gone()
+        terminal_gone()
     raise KeyboardInterrupt
-
-
-def _terminal_gone() -> None:
-    """After a hang-up nothing can be shown: output goes nowhere instead of failing."""
-    import os
-
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
-            with contextlib.suppress(OSError, ValueError):
-                os.dup2(devnull, stream.fileno())
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -147,6 +130,6 @@ def _main(argv: Sequence[str] | None) -> NoReturn:
 
 # The command groups register themselves on ``cli``.
 from . import apps, config, dashboard, sandbox, sessions  # noqa: E402
-from .output import say  # noqa: E402
+from .output import say, terminal_gone  # noqa: E402
 
 __all__ = ["apps", "cli", "config", "dashboard", "main", "sandbox", "sessions"]

@@ -19,10 +19,29 @@ def use_timestamps() -> None:
     _timestamps = True
 
 
+def terminal_gone() -> None:
+    """After a hang-up nothing can be shown: output goes to /dev/null instead of failing.
+
+    Called on SIGHUP and on the first write that fails, so that neither a later line nor
+    the interpreter's last flush can fail (Python would turn that into exit code 120)."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(devnull, stream.fileno())
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()  # what a failed write left in the buffer goes to /dev/null
+        os.close(devnull)
+
+
 def say(text: str) -> None:
     """One line on stderr; a terminal that is gone (closed, hung up) loses it, nothing else."""
-    with contextlib.suppress(OSError):  # EIO after a hang-up: the clean-up goes on regardless
+    try:
         click.echo(text, err=True)
+    except OSError:  # EIO after a hang-up: the clean-up goes on regardless
+        terminal_gone()
 
 
 def progress(msg: str) -> None:
@@ -33,8 +52,11 @@ def progress(msg: str) -> None:
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
-    sys.stdout.flush()  # a script may read it while the command keeps running
+    try:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        sys.stdout.flush()  # a script may read it while the command keeps running
+    except OSError:  # the terminal or the reading end is gone: the command goes on
+        terminal_gone()
 
 
 #: A time limit this long is SLURM's way of printing "none" (INFINITE shows as ~365 days).

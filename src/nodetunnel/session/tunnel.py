@@ -98,6 +98,10 @@ def sigint_deferred() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    for sig in dict.fromkeys(pending):  # each held signal once, to the handler it was meant for
+        handler = previous[sig]
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(sig, None)  # e.g. the CLI's: a hang-up also silences the gone terminal
     if pending:
         raise KeyboardInterrupt
 
