@@ -186,14 +186,20 @@ def wait_until(
     max_interval_s: float = 0.5,
     jitter_s: float = 0.0,
     hint: str | None = None,
+    eager_s: float = 0.0,
 ) -> T:
     """Call ``probe`` until it returns a truthy value; backoff between tries.
+
+    For the first ``eager_s`` seconds the pause stays ``interval_s`` (what is waited
+    for usually comes then), after that it grows 1.6-fold each try up to
+    ``max_interval_s``.
 
     A probe may raise :class:`NotReady` to say why it is not ready yet (reported
     if the deadline passes); any other exception ends the wait at once, so a
     probe that sees a fatal condition (a daemon that died) fails fast.
     """
-    deadline = time.monotonic() + timeout_s
+    begin = time.monotonic()
+    deadline = begin + timeout_s
     last: str | None = None
     while True:
         try:
@@ -208,7 +214,8 @@ def wait_until(
             raise WaitTimeout(what, timeout_s, last, hint)
         pause = interval_s + (random.uniform(0, jitter_s) if jitter_s else 0.0)  # noqa: S311
         time.sleep(min(pause, deadline - now))
-        interval_s = min(interval_s * 1.6, max_interval_s)
+        if now - begin >= eager_s:
+            interval_s = min(interval_s * 1.6, max_interval_s)
 
 
 def reap(pid: int) -> None:

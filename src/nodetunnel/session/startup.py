@@ -38,6 +38,10 @@ RUNNING_CHECK_S = 2.0  # while a running job's app starts: how often the schedul
 ENDPOINT_FIRST_S = 8.0  # the endpoint file (a fallback to a port) is first read after this...
 ENDPOINT_CHECK_S = 3.0  # ... then this often (never sooner: a missing name may get cached)
 TRANSIENT_FAILURES = 5  # scheduler errors in a row during the start before it gives up
+# Most jobs on a free partition start within a second or two of sbatch, and the tunnel is
+# opened the moment the job is seen running: for this long it is asked this often...
+FIRST_POLLS_S = 2.0
+FIRST_POLL_EVERY_S = 0.15
 EAGER_PENDING_S = 60.0  # a pending job is asked about often for this long (it may start soon)...
 PATIENT_QUERY_S = 30.0  # ...then at most this often, while its endpoint file is looked at
 # The queue (the partition's pending jobs: position, estimate) is asked only with a pending
@@ -152,8 +156,9 @@ class Watch:
 
 
 def wait_running(watch: Watch) -> JobStatus:
-    """Until the job runs. Polite while it waits in the queue: the scheduler is asked with a
-    backoff up to 3 s for the first minute, then only every 30 s (sites limit how often users
+    """Until the job runs. Polite while it waits in the queue: the scheduler is asked every
+    0.15 s for the first 2 s (when most jobs start), then with a backoff up to 3 s for the
+    first minute, then only every 30 s (sites limit how often users
     ask); in between, the endpoint file is looked at, so a start is still seen within seconds.
     A failed question is asked again; only several in a row end the start."""
     started = time.monotonic()
@@ -173,7 +178,8 @@ def wait_running(watch: Watch) -> JobStatus:
         return status
 
     return wait_until(runs, timeout_s=session.req.start_timeout_s, what=_what(watch),
-                      interval_s=0.3, max_interval_s=3.0, hint=_HINT)  # fmt: skip
+                      interval_s=FIRST_POLL_EVERY_S, eager_s=FIRST_POLLS_S,
+                      max_interval_s=3.0, hint=_HINT)  # fmt: skip
 
 
 def wait_published(watch: Watch, status: JobStatus) -> tuple[JobStatus, Endpoint]:

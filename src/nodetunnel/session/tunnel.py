@@ -74,6 +74,9 @@ def probe_http(
         conn.close()
 
 
+PROBE_EVERY_S = 0.1  # the app's readiness through a new tunnel is checked this often...
+EAGER_PROBES_S = 20.0  # ...for this long, then with a backoff
+
 #: The signals that end nodetunnel as Ctrl-C does (see ``nodetunnel.cli.main``).
 INTERRUPTS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
@@ -326,8 +329,11 @@ class Tunnel:
                 return True
             raise NotReady(f"HTTP {code} from {path}")
 
+        # Every 0.1 s while the app usually starts (a refused try costs the node's sshd one
+        # channel), then less often.
         wait_until(probe, timeout_s=timeout_s, what="the app to answer through the tunnel",
-                   interval_s=0.05, max_interval_s=0.25)  # fmt: skip
+                   interval_s=PROBE_EVERY_S, eager_s=EAGER_PROBES_S,
+                   max_interval_s=0.5)  # fmt: skip
 
     def answers(self, timeout_s: float) -> bool:
         """Whether the app answers through the tunnel at all (any HTTP status will do)."""
