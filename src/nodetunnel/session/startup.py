@@ -140,6 +140,23 @@ class Watch:
             raise self.failed(status)
         return status
 
+    def ask_patiently(self) -> JobStatus:
+        """One query while the job has waited long: the partition's pending jobs (its place,
+        SLURM's estimate) show that it still waits; only a job no longer among them is
+        asked about (it started or ended), so the scheduler is asked once, not twice."""
+        try:
+            place = self.session.scheduler.pending_info(self.job_id)
+        except (SchedulerError, CommandTimeout):
+            place = None  # the job's own state is asked instead (a failure counted there)
+        if place is None:
+            return self.ask()
+        self.failures = 0
+        self._place, self._place_asked = place, (time.monotonic(), place.reason or "")
+        status = JobStatus(self.job_id, JobState.PENDING, reason=place.reason,
+                           state_raw=JobState.PENDING.value)  # fmt: skip
+        self.show(status)
+        return status
+
     def failed(self, status: JobStatus) -> JobFailed:
         """The job ended before its app was ready: why (its ``error`` file), and its log."""
         remote = self.session.remote
@@ -158,8 +175,9 @@ class Watch:
 def wait_running(watch: Watch) -> JobStatus:
     """Until the job runs. Polite while it waits in the queue: the scheduler is asked every
     0.15 s for the first 2 s (when most jobs start), then with a backoff up to 3 s for the
-    first minute, then only every 30 s (sites limit how often users
-    ask); in between, the endpoint file is looked at, so a start is still seen within seconds.
+    first minute, then only every 30 s (sites limit how often users ask), with one query
+    (see :meth:`Watch.ask_patiently`); in between, the endpoint file is looked at, so a
+    start is still seen within seconds.
     A failed question is asked again; only several in a row end the start."""
     started = time.monotonic()
     last_query = -math.inf
@@ -172,7 +190,7 @@ def wait_running(watch: Watch) -> JobStatus:
         if patient and now - last_query < PATIENT_QUERY_S and session.remote.endpoint() is None:
             raise NotReady(watch.last_line)
         last_query = now
-        status = watch.ask()
+        status = watch.ask_patiently() if patient else watch.ask()
         if status.state != JobState.RUNNING:
             raise NotReady(watch.last_line)
         return status
