@@ -161,7 +161,9 @@ def _param(param: Param) -> Callable[[Any], Any]:
         return click.option(*param.decls, param.name, help=param.help, required=param.required,
                             **extra)  # fmt: skip
     kind: Any = click.Choice(param.choices) if param.choices else None
-    return click.argument(param.name, metavar=param.decls[0], nargs=-1 if param.many else 1,
+    name = param.decls[0]  # the usage line shows what may be left out: [DIR], [-- ARGS...]
+    metavar = f"[-- {name}...]" if param.many else name if param.required else f"[{name}]"
+    return click.argument(param.name, metavar=metavar, nargs=-1 if param.many else 1,
                           required=param.required, type=click.UNPROCESSED if param.many else kind)  # fmt: skip
 
 
