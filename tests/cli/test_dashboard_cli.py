@@ -68,9 +68,9 @@ def test_stop_without_a_dashboard(nt: Run, private_env: dict[str, str]) -> None:
 
 
 def _get(url: str, cookie: str | None = None) -> tuple[int, dict[str, str]]:
-    import httpx
+    import httpx2
 
-    answer = httpx.get(url, headers={"Cookie": cookie} if cookie else {}, timeout=10)
+    answer = httpx2.get(url, headers={"Cookie": cookie} if cookie else {}, timeout=10)
     return answer.status_code, dict(answer.headers)
 
 

@@ -17,16 +17,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx2
 import pytest
-
-from nodetunnel.errors import NodetunnelError
-
-pytest.importorskip("starlette")
-pytest.importorskip("httpx")
-
-import httpx
 from starlette.testclient import TestClient
 
+from nodetunnel.errors import NodetunnelError
 from nodetunnel.scheduler import JobState, Slurm
 from nodetunnel.scheduler.testing import FakeSlurm
 from nodetunnel.session.fleet import Link
@@ -277,7 +272,7 @@ def live(world: dict[str, Any]) -> Iterator[str]:
 def read_events(base: str, count: int, timeout_s: float = 10) -> list[dict[str, Any]]:
     cookies = {f"nodetunnel_dashboard_{base.rsplit(':', 1)[1]}": TOKEN}
     events: list[dict[str, Any]] = []
-    with httpx.stream("GET", f"{base}/events", cookies=cookies, timeout=timeout_s) as r:
+    with httpx2.stream("GET", f"{base}/events", cookies=cookies, timeout=timeout_s) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         for line in r.iter_lines():
@@ -364,7 +359,7 @@ def test_form_prefilled_from_the_profile_with_sources(world: dict[str, Any]) -> 
     assert f"from: config file {world['config']}" in page.text
 
 
-def post_form(client: TestClient, url: str, **fields: str) -> httpx.Response:
+def post_form(client: TestClient, url: str, **fields: str) -> httpx2.Response:
     data = {"cluster": "fake", "app": "jupyter", **fields}
     return client.post(url, json=data, headers=csrf_headers())
 
@@ -470,7 +465,7 @@ def test_logs_follow_the_job_log_and_end_with_the_page(world: dict[str, Any],
     with live(world) as base:
         cookies = {f"nodetunnel_dashboard_{base.rsplit(':', 1)[1]}": TOKEN}
         seen: list[str] = []
-        with httpx.stream("GET", f"{base}/logs/nt-88888888/events", cookies=cookies,
+        with httpx2.stream("GET", f"{base}/logs/nt-88888888/events", cookies=cookies,
                           timeout=10) as r:  # fmt: skip
             for line in r.iter_lines():
                 if line.startswith("data: "):
