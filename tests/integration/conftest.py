@@ -11,6 +11,7 @@ import fcntl
 import os
 import pwd
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,10 +132,15 @@ def laptop_nodetunnel() -> Iterator[list[str]]:
         pytest.skip(msg)
     copy = Path(tempfile.mkdtemp(prefix="nodetunnel-src-", dir="/var/tmp"))
     try:
-        shutil.copytree(SRC / "nodetunnel", copy / "nodetunnel")
+        shutil.copytree(SRC / "nodetunnel", copy / "nodetunnel",
+                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+        # Byte-compiled as an installed package is: the test users cannot write here, and
+        # every command of every test would compile the modules anew.
+        python = str(LAPTOP_VENV / "bin" / "python")
+        subprocess.run([python, "-m", "compileall", "-q", str(copy)], check=True, timeout=120)
         for path in [copy, *copy.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
-        yield ["env", f"PYTHONPATH={copy}", str(LAPTOP_VENV / "bin" / "python"), "-m", "nodetunnel"]
+        yield ["env", f"PYTHONPATH={copy}", python, "-m", "nodetunnel"]
     finally:
         shutil.rmtree(copy)
 

@@ -21,8 +21,9 @@ with open(os.environ["NT_TOKEN_FILE"]) as f:
 os.umask(0o077)
 if os.path.exists(sock_path):  # Panel would silently replace whatever is there
     sys.exit(f"nodetunnel: socket path {sock_path} exists")
-sys.argv = ["panel", *args, "--unix-socket", sock_path, "--liveness", "--basic-auth", password,
-            "--cookie-secret", secrets.token_urlsafe(32)]  # fmt: skip
+# NAME=VALUE: a secret may start with "-", which argparse would take for the next flag.
+sys.argv = ["panel", *args, "--unix-socket", sock_path, "--liveness", f"--basic-auth={password}",
+            f"--cookie-secret={secrets.token_urlsafe(32)}"]  # fmt: skip
 os.environ.pop("PANEL_BASIC_AUTH", None)  # it would win over --basic-auth
 os.environ.pop("PANEL_COOKIE_SECRET", None)  # both given: Panel refuses to start
 try:
