@@ -264,6 +264,32 @@ def test_wait_until_backs_off() -> None:
     assert 2 <= calls < 30
 
 
+def test_wait_until_holds_its_first_interval_while_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nodetunnel import proc
+
+    clock = [0.0]
+    pauses: list[float] = []
+
+    class Clock:
+        @staticmethod
+        def monotonic() -> float:
+            return clock[0]
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            pauses.append(round(seconds, 3))
+            clock[0] += seconds
+
+    monkeypatch.setattr(proc, "time", Clock)
+    with pytest.raises(WaitTimeout):
+        wait_until(lambda: False, timeout_s=3, what="x", interval_s=0.2, eager_s=1.0,
+                   max_interval_s=0.5)  # fmt: skip
+    # 0.2 s apart for the first second, then growing 1.6-fold, capped at 0.5 s.
+    assert pauses[:6] == [0.2] * 6
+    assert pauses[6:8] == [0.32, 0.5]
+    assert max(pauses) == 0.5
+
+
 def test_wait_until_with_zero_timeout_probes_once() -> None:
     calls = []
     with pytest.raises(WaitTimeout):
