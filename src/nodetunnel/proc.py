@@ -173,6 +173,24 @@ def spawn(
     return ref
 
 
+def spawn_reading(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own session (away from the terminal's Ctrl-C), its output
+    (stdout and stderr) a pipe to read while it runs; the caller ends and waits for it."""
+    argv = [os.fspath(a) for a in argv]
+    log.debug("spawn (reading): %s", shlex.join(argv))
+    group = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) if sys.platform == "win32" else 0
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                close_fds=True, creationflags=group)  # fmt: skip
+    except FileNotFoundError as exc:
+        raise CommandNotFound(argv) from exc
+    except OSError as exc:
+        raise CommandError(
+            argv, None, message=f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+        ) from exc
+
+
 class NotReady(Exception):
     """Raised by a :func:`wait_until` probe: not ready yet, and here is why."""
 

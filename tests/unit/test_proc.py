@@ -28,7 +28,7 @@ from nodetunnel.errors import (
     ExitCode,
     WaitTimeout,
 )
-from nodetunnel.proc import NotReady, ProcessRef, run, spawn, wait_until
+from nodetunnel.proc import NotReady, ProcessRef, run, spawn, spawn_reading, wait_until
 
 PY = sys.executable
 #: Never a PID: above Linux's PID_MAX_LIMIT (2**22) and macOS's 99999, and not a multiple of 4.
@@ -634,3 +634,23 @@ def test_wait_gone_with_and_without_pidfds(monkeypatch: pytest.MonkeyPatch, pidf
     finally:
         child.kill()
         child.wait()
+
+
+# ------------------------------------------------------------------- spawn_reading
+def test_spawn_reading_gives_its_output_as_it_comes() -> None:
+    proc = spawn_reading([PY, "-c", "import sys, os; print('out'); print('err', file=sys.stderr);"
+                          " print(not hasattr(os, 'getsid') or os.getsid(0) == os.getpid())"])  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines = proc.stdout.read().decode().split()
+    finally:
+        proc.wait(timeout=30)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert sorted(lines[:2]) == ["err", "out"]
+    assert lines[2] == "True"  # a session of its own: the terminal's Ctrl-C does not reach it
+
+
+def test_spawn_reading_a_missing_program_is_command_not_found(tmp_path: Path) -> None:
+    with pytest.raises(CommandNotFound):
+        spawn_reading([str(tmp_path / "no-such-program")])

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from ..errors import NodetunnelError, UsageError
-from ..proc import ProcessRef
+from ..proc import ProcessRef, spawn_reading
 from ..session import LaunchRequest, Session, sshhosts
 from ..session.fleet import (
     Connector,
@@ -185,8 +185,7 @@ def follow_log(
         argv = link.transport.attached_argv(
             job_log_argv(record.session_dir, follow=True, lines=lines)
         )
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = spawn_reading(argv)
         try:
             yield proc
         finally:
