@@ -445,6 +445,42 @@ def test_a_long_pending_wait_asks_the_scheduler_at_most_twice_a_minute(
     assert max(asked_at) - 30 * 60 < 10  # ... within seconds of the job starting
 
 
+@pytest.mark.parametrize(("multiplex", "most"), [(True, 15), (False, 4)])
+def test_the_first_seconds_are_eager_only_over_a_shared_connection(
+    runtime: Path, home: Path, monkeypatch: pytest.MonkeyPatch, multiplex: bool, most: int
+) -> None:
+    # Without connection sharing every question is a login at each hop: no eager phase.
+    import dataclasses
+    import time as real_time
+
+    from nodetunnel import proc
+    from nodetunnel.session import startup
+
+    clock = FakeClock()
+    monkeypatch.setattr(proc, "time", clock)
+    monkeypatch.setattr(startup, "time", clock)
+    t0 = clock.now
+    asked_at: list[float] = []
+
+    def hook(call: Call, fake: FakeSlurm) -> None:
+        if call.program == "squeue":
+            asked_at.append(clock.now - t0)
+        if fake.jobs and clock.now - t0 >= 2.0:  # it starts 2 s after sbatch
+            job_id = max(fake.jobs)
+            if fake.jobs[job_id].state is JobState.PENDING:
+                fake.start(job_id)
+                publish(fake, job_id)
+                monkeypatch.setattr(proc, "time", real_time)
+
+    fake = FakeSlurm(user=USER, on_call=hook)
+    cluster = dataclasses.replace(CLUSTER, multiplex=multiplex)
+    req = LaunchRequest(app=JUPYTER, cluster=cluster, job=JobRequest(), start_timeout_s=60)
+    session = Session(req, transport=FakeTransport(home), scheduler=Slurm(fake))
+    with session:
+        session.start()
+    assert len([t for t in asked_at if t < 2.0]) <= most
+
+
 # ------------------------------------------------------------------- the secret
 def test_the_token_never_goes_to_a_listener_that_is_not_the_forward(
     runtime: Path, home: Path

@@ -42,6 +42,7 @@ TRANSIENT_FAILURES = 5  # scheduler errors in a row during the start before it g
 # opened the moment the job is seen running: for this long it is asked this often...
 FIRST_POLLS_S = 2.0
 FIRST_POLL_EVERY_S = 0.15
+UNSHARED_POLL_EVERY_S = 0.3  # ...where connections are not shared, from this, growing at once
 EAGER_PENDING_S = 60.0  # a pending job is asked about often for this long (it may start soon)...
 PATIENT_QUERY_S = 30.0  # ...then at most this often, while its endpoint file is looked at
 # The queue (the partition's pending jobs: position, estimate) is asked only with a pending
@@ -174,7 +175,7 @@ class Watch:
 
 def wait_running(watch: Watch) -> JobStatus:
     """Until the job runs. Polite while it waits in the queue: the scheduler is asked every
-    0.15 s for the first 2 s (when most jobs start), then with a backoff up to 3 s for the
+    0.15 s for the first 2 s (when most jobs start; with connection sharing only), then with a backoff up to 3 s for the
     first minute, then only every 30 s (sites limit how often users ask), with one query
     (see :meth:`Watch.ask_patiently`); in between, the endpoint file is looked at, so a
     start is still seen within seconds.
@@ -195,8 +196,12 @@ def wait_running(watch: Watch) -> JobStatus:
             raise NotReady(watch.last_line)
         return status
 
+    # Eager only where each question rides the shared connection; without sharing, each
+    # is a login at every hop (and a prompt where a hop asks for a code).
+    eager = session.req.cluster.multiplex
     return wait_until(runs, timeout_s=session.req.start_timeout_s, what=_what(watch),
-                      interval_s=FIRST_POLL_EVERY_S, eager_s=FIRST_POLLS_S,
+                      interval_s=FIRST_POLL_EVERY_S if eager else UNSHARED_POLL_EVERY_S,
+                      eager_s=FIRST_POLLS_S if eager else 0.0,
                       max_interval_s=3.0, hint=_HINT)  # fmt: skip
 
 
