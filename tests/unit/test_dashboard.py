@@ -17,8 +17,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import httpx2
 import pytest
+
+pytest.importorskip("starlette")  # the dashboard is an optional extra
+pytest.importorskip("httpx2")
+
+import httpx2
 from starlette.testclient import TestClient
 
 from nodetunnel.errors import NodetunnelError

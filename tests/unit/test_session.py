@@ -232,6 +232,31 @@ def test_sigint_deferred_hands_a_held_hang_up_to_the_handler_it_was_meant_for() 
         signal.signal(signal.SIGHUP, before)
 
 
+def test_sigint_deferred_hands_on_every_held_signal_even_if_a_handler_raises() -> None:
+    # At logout a session may get SIGTERM and then SIGHUP: both handlers must run.
+    seen: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    def guarded() -> None:
+        with sigint_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(1000):
+                pass
+
+    before = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            guarded()
+        assert sorted(seen) == sorted([signal.SIGTERM, signal.SIGHUP])
+    finally:
+        for sig, h in before.items():
+            signal.signal(sig, h)
+
+
 def test_sigint_deferred_without_ctrl_c_does_nothing() -> None:
     before = signal.getsignal(signal.SIGINT)
     with sigint_deferred():

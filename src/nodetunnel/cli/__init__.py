@@ -66,10 +66,12 @@ def _fail(code: int, message: str, hint: str | None = None) -> NoReturn:
 def _exit(code: int) -> NoReturn:
     """Exit with ``code``, also when the terminal is gone (Python would make that exit 120)."""
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:
+            continue
         try:
             stream.flush()
         except (OSError, ValueError):
-            terminal_gone()
+            terminal_gone(stream)
     sys.exit(code)
 
 

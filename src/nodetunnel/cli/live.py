@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .output import progress, say
+from .output import echo, flush_stdout, progress, say
 
 
 class JsonEvents:
@@ -25,9 +25,8 @@ class JsonEvents:
         if self.done or event.kind not in STARTUP_KINDS:
             return
         self.done = event.kind == READY
-        with contextlib.suppress(OSError):  # a reader that went away loses the line only
-            click.echo(event.json_line())
-            sys.stdout.flush()
+        echo(event.json_line())  # a reader that went away loses the lines only
+        flush_stdout()
 
 
 def _bell() -> None:

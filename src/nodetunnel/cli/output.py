@@ -6,7 +6,7 @@ import contextlib
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -19,29 +19,67 @@ def use_timestamps() -> None:
     _timestamps = True
 
 
-def terminal_gone() -> None:
-    """After a hang-up nothing can be shown: output goes to /dev/null instead of failing.
+def terminal_gone(failed: TextIO | None = None) -> None:
+    """Output that can no longer be shown goes to /dev/null instead of failing.
 
-    Called on SIGHUP and on the first write that fails, so that neither a later line nor
-    the interpreter's last flush can fail (Python would turn that into exit code 120)."""
+    Called on SIGHUP (``failed`` None: the terminal is gone, both streams go) and on a
+    write that fails (only that stream, and the other one if it is the same file: a
+    pipe to ``head`` that closed leaves the terminal's progress lines alone). Neither a
+    later line nor the interpreter's last flush can then fail (Python would turn that
+    into exit code 120)."""
     import os
 
-    with contextlib.suppress(OSError, ValueError):
+    streams = [(sys.stdout, 1), (sys.stderr, 2)]
+    fds = [fd for stream, fd in streams if stream is not None and _fileno(stream) == fd]
+    if failed is not None:
+        gone = _fileno(failed)
+        fds = [fd for fd in fds if fd == gone or _same_file(fd, gone)]
+    if not fds:
+        return
+    with contextlib.suppress(OSError):
         devnull = os.open(os.devnull, os.O_RDWR)
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                os.dup2(devnull, stream.fileno())
+        try:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.dup2(devnull, fd)
+        finally:
+            if devnull > 2:
+                os.close(devnull)
+    for stream, fd in streams:
+        if fd in fds:
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()  # what a failed write left in the buffer goes to /dev/null
-        os.close(devnull)
+
+
+def _fileno(stream: TextIO) -> int | None:
+    try:
+        return stream.fileno()
+    except (OSError, ValueError, AttributeError):  # closed, or not a file (CliRunner)
+        return None
+
+
+def _same_file(fd: int, other: int | None) -> bool:
+    import os
+
+    if other is None:
+        return False
+    try:
+        return os.path.samestat(os.fstat(fd), os.fstat(other))
+    except OSError:
+        return False
+
+
+def echo(text: str, *, err: bool = False) -> None:
+    """A line on stdout (or stderr); if it cannot be written, that stream is silenced."""
+    try:
+        click.echo(text, err=err)
+    except OSError:  # EIO after a hang-up, EPIPE from a reader that left
+        terminal_gone(sys.stderr if err else sys.stdout)
 
 
 def say(text: str) -> None:
     """One line on stderr; a terminal that is gone (closed, hung up) loses it, nothing else."""
-    try:
-        click.echo(text, err=True)
-    except OSError:  # EIO after a hang-up: the clean-up goes on regardless
-        terminal_gone()
+    echo(text, err=True)
 
 
 def progress(msg: str) -> None:
@@ -52,11 +90,17 @@ def progress(msg: str) -> None:
 
 
 def print_json(data: Any) -> None:
+    echo(json.dumps(data, indent=2, sort_keys=True))
+    flush_stdout()  # a script may read it while the command keeps running
+
+
+def flush_stdout() -> None:
+    if sys.stdout is None:  # started with stdout closed
+        return
     try:
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
-        sys.stdout.flush()  # a script may read it while the command keeps running
+        sys.stdout.flush()
     except OSError:  # the terminal or the reading end is gone: the command goes on
-        terminal_gone()
+        terminal_gone(sys.stdout)
 
 
 #: A time limit this long is SLURM's way of printing "none" (INFINITE shows as ~365 days).
@@ -105,19 +149,19 @@ def announce(session: Any, info: Any, *, detached_pid: int | None) -> None:
     left = f", {time_left_text(info.time_left_s)} left" if info.time_left_s else ""
     lease = session.req.lease_s
     until = f" until the job ends or nothing keeps it for {lease / 60:g} min" if lease else ""
-    click.echo(f"\n  {session.app.name} is ready: {info.url}")
+    echo(f"\n  {session.app.name} is ready: {info.url}")
     for forward in session.forwards:  # further apps of the job (--with)
-        click.echo(f"  {forward.app.name} is ready: {forward.url(session.token)}")
-    click.echo("")
+        echo(f"  {forward.app.name} is ready: {forward.url(session.token)}")
+    echo("")
     if session.app.auth.form is not None:  # its password is made here: only our page logs in
-        click.echo(f"  to log in from another window: nodetunnel open {info.session_id}")
+        echo(f"  to log in from another window: nodetunnel open {info.session_id}")
     if detached_pid is not None:
-        click.echo(f"  job {info.job_id} on {info.node}{left}. Runs in the background{until}: "
-                   f"nodetunnel list; nodetunnel stop {info.session_id}")  # fmt: skip
+        echo(f"  job {info.job_id} on {info.node}{left}. Runs in the background{until}: "
+              f"nodetunnel list; nodetunnel stop {info.session_id}")  # fmt: skip
     else:
         if session.req.keep:
             stop = f"the job keeps running{until} (nodetunnel attach {info.session_id})"
         else:
             stop = "the job is cancelled"
-        click.echo(f"  job {info.job_id} on {info.node}{left}. Ctrl-C to stop; {stop}.")
-    sys.stdout.flush()
+        echo(f"  job {info.job_id} on {info.node}{left}. Ctrl-C to stop; {stop}.")
+    flush_stdout()

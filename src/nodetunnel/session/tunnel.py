@@ -101,10 +101,14 @@ def sigint_deferred() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    for sig in dict.fromkeys(pending):  # each held signal once, to the handler it was meant for
+    # Each held signal once to the handler it was meant for (e.g. the CLI's, which also
+    # silences a terminal that hung up), every one of them even if one raises; then the
+    # interrupt the handlers would have raised, once.
+    for sig in dict.fromkeys(pending):
         handler = previous[sig]
         if callable(handler) and handler is not signal.default_int_handler:
-            handler(sig, None)  # e.g. the CLI's: a hang-up also silences the gone terminal
+            with contextlib.suppress(KeyboardInterrupt):
+                handler(sig, None)
     if pending:
         raise KeyboardInterrupt
 
@@ -259,7 +263,8 @@ class Tunnel:
                 raise NotReady(f"HTTP {code} from {path} of {app.name}")
 
             wait_until(probe, timeout_s=timeout_s, what=f"{forward.app.title} to answer through "
-                       "the tunnel", interval_s=0.05, max_interval_s=0.25)  # fmt: skip
+                       "the tunnel", interval_s=PROBE_EVERY_S, eager_s=EAGER_PROBES_S,
+                       max_interval_s=0.5)  # fmt: skip
 
     def open(
         self, port: int, *, reach_timeout_s: float = 60, check: Callable[[], None] | None = None
