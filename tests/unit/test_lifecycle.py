@@ -445,6 +445,44 @@ def test_a_long_pending_wait_asks_the_scheduler_at_most_twice_a_minute(
     assert max(asked_at) - 30 * 60 < 10  # ... within seconds of the job starting
 
 
+def test_a_patient_poll_falls_back_to_the_job_state_and_sees_it_end(
+    runtime: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After the first minute one query a poll (the partition's pending jobs); if that one
+    # fails, the job's own state is asked; a job no longer pending is asked about, and
+    # one that ended fails the start.
+    from nodetunnel import proc
+    from nodetunnel.session import startup
+
+    clock = FakeClock()
+    monkeypatch.setattr(proc, "time", clock)
+    monkeypatch.setattr(startup, "time", clock)
+    t0 = clock.now
+    queue_failed: list[float] = []
+    state_asked: list[float] = []
+
+    def hook(call: Call, fake: FakeSlurm) -> None:
+        t = clock.now - t0
+        if call.program == "squeue" and "--start" in call.argv and t >= 70 and not queue_failed:
+            queue_failed.append(t)
+            fake.fail_next("squeue")  # this very query fails
+        elif call.program == "squeue" and "--start" not in call.argv:
+            state_asked.append(t)
+        if fake.jobs and t >= 150:
+            job_id = max(fake.jobs)
+            if fake.jobs[job_id].state is JobState.PENDING:
+                fake.finish(job_id, JobState.FAILED)
+
+    fake = FakeSlurm(user=USER, on_call=hook)
+    req = LaunchRequest(app=JUPYTER, cluster=CLUSTER, job=JobRequest(), start_timeout_s=600)
+    session = Session(req, transport=FakeTransport(home), scheduler=Slurm(fake))
+    with session, pytest.raises(JobFailed, match="failed before the app was ready"):
+        session.start()
+    assert queue_failed  # the failed queue query ...
+    assert queue_failed[0] in state_asked  # ... was followed at once by the job's state
+    assert max(state_asked) >= 150  # the end was seen through the job's own state
+
+
 @pytest.mark.parametrize(("multiplex", "most"), [(True, 15), (False, 4)])
 def test_the_first_seconds_are_eager_only_over_a_shared_connection(
     runtime: Path, home: Path, monkeypatch: pytest.MonkeyPatch, multiplex: bool, most: int
