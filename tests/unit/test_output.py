@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from nodetunnel.proc import wait_until
 
 # The child writes lines after its reader is gone, then exits with its own code.
 CHILD = """
@@ -79,3 +82,48 @@ def test_no_stdout_at_all_is_no_error() -> None:
                          timeout=60, check=False)  # fmt: skip
     assert res.returncode == 4, res.stderr
     assert "Traceback" not in res.stderr
+
+
+# A hang-up in the middle of a write (here: the JSON to a reader that does not read):
+# the handler must not touch the interrupted stream (a flush there is a reentrant call,
+# a RuntimeError instead of the interrupt), and the command still ends with 130.
+CHILD_HANG_UP_MID_WRITE = """
+import signal, sys
+from nodetunnel.cli import _exit, _terminate
+from nodetunnel.cli.output import print_json
+signal.signal(signal.SIGHUP, _terminate)
+print("writing", file=sys.stderr, flush=True)
+try:
+    print_json({"x": "y" * 4_000_000})  # blocks: nobody reads the pipe
+except KeyboardInterrupt:
+    _exit(130)
+_exit(0)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+def test_a_hang_up_in_the_middle_of_a_write_still_interrupts(tmp_path: Path) -> None:
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-c", CHILD_HANG_UP_MID_WRITE], stdout=write_end,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    os.close(write_end)
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline() == b"writing\n"
+        # Until the pipe is full and the child is blocked in its write (64 KiB here).
+        wait_until(lambda: _pipe_is_full(read_end), timeout_s=30, what="the child to block")
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=60) == 130, proc.stderr.read().decode()
+    finally:
+        os.close(read_end)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _pipe_is_full(fd: int) -> bool:
+    import fcntl
+    import termios
+
+    buf = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+    return int.from_bytes(buf, sys.byteorder) >= 65536

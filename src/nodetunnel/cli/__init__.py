@@ -65,13 +65,18 @@ def _fail(code: int, message: str, hint: str | None = None) -> NoReturn:
 
 def _exit(code: int) -> NoReturn:
     """Exit with ``code``, also when the terminal is gone (Python would make that exit 120)."""
-    for stream in (sys.stdout, sys.stderr):
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
         if stream is None:
             continue
         try:
             stream.flush()
-        except (OSError, ValueError):
-            terminal_gone(stream)
+        except (OSError, ValueError, RuntimeError):
+            terminal_gone(stream)  # the rest of its buffer goes to /dev/null ...
+            try:
+                stream.flush()
+            except (OSError, ValueError, RuntimeError):
+                setattr(sys, name, None)  # ... or, if even that fails, nowhere
     sys.exit(code)
 
 
@@ -79,7 +84,7 @@ def _terminate(signum: int, _frame: Any) -> None:
     # SIGTERM (e.g. from 'nodetunnel stop') and SIGHUP (the terminal was closed) clean up
     # like Ctrl-C does: the job is cancelled unless --keep, the tunnel is closed.
     if signum == getattr(signal, "SIGHUP", None):
-        terminal_gone()
+        terminal_gone(in_handler=True)
     raise KeyboardInterrupt
 
 

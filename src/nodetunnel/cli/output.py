@@ -19,14 +19,19 @@ def use_timestamps() -> None:
     _timestamps = True
 
 
-def terminal_gone(failed: TextIO | None = None) -> None:
+def terminal_gone(failed: TextIO | None = None, *, in_handler: bool = False) -> None:
     """Output that can no longer be shown goes to /dev/null instead of failing.
 
     Called on SIGHUP (``failed`` None: the terminal is gone, both streams go) and on a
     write that fails (only that stream, and the other one if it is the same file: a
     pipe to ``head`` that closed leaves the terminal's progress lines alone). Neither a
     later line nor the interpreter's last flush can then fail (Python would turn that
-    into exit code 120)."""
+    into exit code 120).
+
+    ``in_handler``: called from a signal handler, which may have interrupted a write
+    to these very streams: only the file descriptors are replaced (a flush there would
+    be a reentrant call into the interrupted stream, a RuntimeError); what is left in
+    the buffers goes to /dev/null with the next write or the last flush."""
     import os
 
     streams = [(sys.stdout, 1), (sys.stderr, 2)]
@@ -45,9 +50,11 @@ def terminal_gone(failed: TextIO | None = None) -> None:
         finally:
             if devnull > 2:
                 os.close(devnull)
+    if in_handler:
+        return
     for stream, fd in streams:
         if fd in fds:
-            with contextlib.suppress(OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError, RuntimeError):
                 stream.flush()  # what a failed write left in the buffer goes to /dev/null
 
 
