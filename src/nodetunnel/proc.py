@@ -133,29 +133,10 @@ def spawn(
     """Start ``argv`` in the background in its own session, output appended to ``log_path``."""
     argv = [os.fspath(a) for a in argv]
     log.debug("spawn: %s", shlex.join(argv))
-    # Windows has no sessions: a process group of its own keeps the console's Ctrl-C away.
-    group = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) if sys.platform == "win32" else 0
     # The log may hold what the program prints about its secrets: private to the user.
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as out:
-        try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=dict(env) if env is not None else None,
-                cwd=cwd,
-                start_new_session=True,
-                close_fds=True,
-                creationflags=group,
-            )
-        except FileNotFoundError as exc:
-            raise CommandNotFound(argv) from exc
-        except OSError as exc:  # not executable, a bad working directory, no resources ...
-            raise CommandError(
-                argv, None, message=f"cannot start {argv[0]!r}: {exc.strerror or exc}"
-            ) from exc
+        proc = _start_away(argv, out, env=env, cwd=cwd)
     ref = ProcessRef.of(proc.pid)  # a child that already exited is still a zombie here
     if ref is None:
         if proc.poll() is not None:  # exited, and the platform shows no zombie: a dead ref
@@ -178,14 +159,35 @@ def spawn_reading(argv: Sequence[str]) -> subprocess.Popen[bytes]:
     (stdout and stderr) a pipe to read while it runs; the caller ends and waits for it."""
     argv = [os.fspath(a) for a in argv]
     log.debug("spawn (reading): %s", shlex.join(argv))
+    return _start_away(argv, subprocess.PIPE)
+
+
+def _start_away(
+    argv: list[str],
+    out: Any,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``argv`` in a session of its own, stdout and stderr to ``out``; a program that cannot
+    be started is a CommandNotFound or CommandError."""
+    # Windows has no sessions: a process group of its own keeps the console's Ctrl-C away.
     group = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) if sys.platform == "win32" else 0
     try:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                close_fds=True, creationflags=group)  # fmt: skip
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
+            creationflags=group,
+        )
     except FileNotFoundError as exc:
         raise CommandNotFound(argv) from exc
-    except OSError as exc:
+    except OSError as exc:  # not executable, a bad working directory, no resources ...
         raise CommandError(
             argv, None, message=f"cannot start {argv[0]!r}: {exc.strerror or exc}"
         ) from exc

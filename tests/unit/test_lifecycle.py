@@ -393,17 +393,32 @@ class FakeClock:
         return time.strftime(*args)  # type: ignore[arg-type]
 
 
-def test_a_long_pending_wait_asks_the_scheduler_at_most_twice_a_minute(
-    runtime: Path, home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import time as real_time
-
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The start-up wait on a fake clock; :func:`real_time_from_now` ends that (the tunnel
+    then waits for real)."""
     from nodetunnel import proc
     from nodetunnel.session import startup
 
-    clock = FakeClock()
-    monkeypatch.setattr(proc, "time", clock)
-    monkeypatch.setattr(startup, "time", clock)
+    fake = FakeClock()
+    monkeypatch.setattr(proc, "time", fake)
+    monkeypatch.setattr(startup, "time", fake)
+    return fake
+
+
+def real_time_from_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from nodetunnel import proc
+
+    monkeypatch.setattr(proc, "time", time)
+
+
+def test_a_long_pending_wait_asks_the_scheduler_at_most_twice_a_minute(
+    runtime: Path, home: Path, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> None:
+    from nodetunnel.session import startup
+
     t0 = clock.now
     asked_at: list[float] = []
 
@@ -415,7 +430,7 @@ def test_a_long_pending_wait_asks_the_scheduler_at_most_twice_a_minute(
             if fake.jobs[job_id].state is JobState.PENDING:
                 fake.start(job_id)
                 publish(fake, job_id)
-                monkeypatch.setattr(proc, "time", real_time)  # the tunnel waits for real
+                real_time_from_now(monkeypatch)  # the tunnel waits for real
 
     fake = FakeSlurm(user=USER, on_call=hook)
     transport = FakeTransport(home)
@@ -446,17 +461,11 @@ def test_a_long_pending_wait_asks_the_scheduler_at_most_twice_a_minute(
 
 
 def test_a_patient_poll_falls_back_to_the_job_state_and_sees_it_end(
-    runtime: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+    runtime: Path, home: Path, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
 ) -> None:
     # After the first minute one query a poll (the partition's pending jobs); if that one
     # fails, the job's own state is asked; a job no longer pending is asked about, and
     # one that ended fails the start.
-    from nodetunnel import proc
-    from nodetunnel.session import startup
-
-    clock = FakeClock()
-    monkeypatch.setattr(proc, "time", clock)
-    monkeypatch.setattr(startup, "time", clock)
     t0 = clock.now
     queue_failed: list[float] = []
     state_asked: list[float] = []
@@ -485,18 +494,16 @@ def test_a_patient_poll_falls_back_to_the_job_state_and_sees_it_end(
 
 @pytest.mark.parametrize(("multiplex", "most"), [(True, 15), (False, 4)])
 def test_the_first_seconds_are_eager_only_over_a_shared_connection(
-    runtime: Path, home: Path, monkeypatch: pytest.MonkeyPatch, multiplex: bool, most: int
+    runtime: Path,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: FakeClock,
+    multiplex: bool,
+    most: int,
 ) -> None:
     # Without connection sharing every question is a login at each hop: no eager phase.
     import dataclasses
-    import time as real_time
 
-    from nodetunnel import proc
-    from nodetunnel.session import startup
-
-    clock = FakeClock()
-    monkeypatch.setattr(proc, "time", clock)
-    monkeypatch.setattr(startup, "time", clock)
     t0 = clock.now
     asked_at: list[float] = []
 
@@ -508,7 +515,7 @@ def test_the_first_seconds_are_eager_only_over_a_shared_connection(
             if fake.jobs[job_id].state is JobState.PENDING:
                 fake.start(job_id)
                 publish(fake, job_id)
-                monkeypatch.setattr(proc, "time", real_time)
+                real_time_from_now(monkeypatch)
 
     fake = FakeSlurm(user=USER, on_call=hook)
     cluster = dataclasses.replace(CLUSTER, multiplex=multiplex)

@@ -84,9 +84,10 @@ def test_no_stdout_at_all_is_no_error() -> None:
     assert "Traceback" not in res.stderr
 
 
-# A hang-up in the middle of a write (here: the JSON to a reader that does not read):
-# the handler must not touch the interrupted stream (a flush there is a reentrant call,
-# a RuntimeError instead of the interrupt), and the command still ends with 130.
+# A hang-up while the JSON is being written (to a reader that does not read): the write
+# is interrupted and the command still ends with 130, its output going nowhere. (The
+# handler touching the interrupted stream itself, a reentrant flush, showed only under
+# load in tests/integration/test_terminal.py; this test does not provoke it.)
 CHILD_HANG_UP_MID_WRITE = """
 import signal, sys
 from nodetunnel.cli import _exit, _terminate

@@ -205,53 +205,40 @@ def test_sigint_deferred_holds_ctrl_c_until_the_block_ends() -> None:
     assert signal.getsignal(signal.SIGINT) is before
 
 
-def test_sigint_deferred_hands_a_held_hang_up_to_the_handler_it_was_meant_for() -> None:
-    # The CLI's SIGHUP handler silences the closed terminal before it interrupts: holding
-    # the signal back must not skip that, or the clean-up's output fails (exit code 120).
-    seen: list[int] = []
-
-    def on_hang_up(signum: int, _frame: object) -> None:
-        seen.append(signum)
-        raise KeyboardInterrupt
-
-    def guarded() -> None:
-        with sigint_deferred():
-            os.kill(os.getpid(), signal.SIGHUP)
-            os.kill(os.getpid(), signal.SIGHUP)
-            for _ in range(1000):
-                pass
-            assert seen == []  # held while the block runs
-
-    before = signal.signal(signal.SIGHUP, on_hang_up)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            guarded()
-        assert seen == [signal.SIGHUP]  # once, after the block
-        assert signal.getsignal(signal.SIGHUP) is on_hang_up
-    finally:
-        signal.signal(signal.SIGHUP, before)
-
-
-def test_sigint_deferred_hands_on_every_held_signal_even_if_a_handler_raises() -> None:
-    # At logout a session may get SIGTERM and then SIGHUP: both handlers must run.
+# The CLI's SIGHUP handler silences the closed terminal before it interrupts: holding the
+# signal back must not skip that (the clean-up's output would fail: exit code 120). At
+# logout a session may get SIGTERM and then SIGHUP: both handlers run, each once.
+@pytest.mark.parametrize(
+    ("sent", "handled"),
+    [
+        ([signal.SIGHUP, signal.SIGHUP], [signal.SIGHUP]),
+        ([signal.SIGTERM, signal.SIGHUP], [signal.SIGTERM, signal.SIGHUP]),
+    ],
+    ids=["a hang-up twice", "terminate, then hang-up"],
+)
+def test_sigint_deferred_hands_each_held_signal_to_its_handler(
+    sent: list[int], handled: list[int]
+) -> None:
     seen: list[int] = []
 
     def handler(signum: int, _frame: object) -> None:
         seen.append(signum)
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt  # as the CLI's does: the others must still run
 
     def guarded() -> None:
         with sigint_deferred():
-            os.kill(os.getpid(), signal.SIGTERM)
-            os.kill(os.getpid(), signal.SIGHUP)
+            for sig in sent:
+                os.kill(os.getpid(), sig)
             for _ in range(1000):
                 pass
+            assert seen == []  # held while the block runs
 
-    before = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    before = {sig: signal.signal(sig, handler) for sig in set(sent)}
     try:
         with pytest.raises(KeyboardInterrupt):
             guarded()
-        assert sorted(seen) == sorted([signal.SIGTERM, signal.SIGHUP])
+        assert sorted(seen) == sorted(handled)  # after the block, each once
+        assert all(signal.getsignal(sig) is handler for sig in before)
     finally:
         for sig, h in before.items():
             signal.signal(sig, h)

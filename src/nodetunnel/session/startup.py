@@ -175,10 +175,10 @@ class Watch:
 
 def wait_running(watch: Watch) -> JobStatus:
     """Until the job runs. Polite while it waits in the queue: the scheduler is asked every
-    0.15 s for the first 2 s (when most jobs start; with connection sharing only), then with a backoff up to 3 s for the
-    first minute, then only every 30 s (sites limit how often users ask), with one query
-    (see :meth:`Watch.ask_patiently`); in between, the endpoint file is looked at, so a
-    start is still seen within seconds.
+    0.15 s for the first 2 s (when most jobs start; with connection sharing only), then
+    with a backoff up to 3 s for the first minute, then only every 30 s (sites limit how
+    often users ask), with one query (see :meth:`Watch.ask_patiently`); in between, the
+    endpoint file is looked at, so a start is still seen within seconds.
     A failed question is asked again; only several in a row end the start."""
     started = time.monotonic()
     last_query = -math.inf

@@ -75,7 +75,8 @@ def probe_http(
 
 
 PROBE_EVERY_S = 0.1  # the app's readiness through a new tunnel is checked this often...
-EAGER_PROBES_S = 20.0  # ...for this long, then with a backoff
+EAGER_PROBES_S = 20.0  # ...for this long, then with a backoff...
+PROBE_MAX_EVERY_S = 0.5  # ...up to this
 
 #: The signals that end nodetunnel as Ctrl-C does (see ``nodetunnel.cli.main``).
 INTERRUPTS = tuple(
@@ -264,7 +265,7 @@ class Tunnel:
 
             wait_until(probe, timeout_s=timeout_s, what=f"{forward.app.title} to answer through "
                        "the tunnel", interval_s=PROBE_EVERY_S, eager_s=EAGER_PROBES_S,
-                       max_interval_s=0.5)  # fmt: skip
+                       max_interval_s=PROBE_MAX_EVERY_S)  # fmt: skip
 
     def open(
         self, port: int, *, reach_timeout_s: float = 60, check: Callable[[], None] | None = None
@@ -338,7 +339,7 @@ class Tunnel:
         # channel), then less often.
         wait_until(probe, timeout_s=timeout_s, what="the app to answer through the tunnel",
                    interval_s=PROBE_EVERY_S, eager_s=EAGER_PROBES_S,
-                   max_interval_s=0.5)  # fmt: skip
+                   max_interval_s=PROBE_MAX_EVERY_S)  # fmt: skip
 
     def answers(self, timeout_s: float) -> bool:
         """Whether the app answers through the tunnel at all (any HTTP status will do)."""
