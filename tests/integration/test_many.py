@@ -245,7 +245,9 @@ def _many_sessions(sandbox, base: list[str]) -> None:
     wait_until(nothing_left, timeout_s=10, what="every process of the test users to end")
     for user in USERS:
         assert _list(base, user) == []
-        assert list(runtime_dir(user).glob("nt-*")) == []
+        left = {str(d): sorted(p.name for p in d.iterdir()) for d in runtime_dir(user).glob("nt-*")}
+        ours = {str(i["session_id"]) for i in sessions[user]}
+        assert left == {}, f"left behind (this test's sessions: {sorted(ours)}): {left}"
         assert list(state_dir(user).glob("nt-*.json")) == []
     # Last, so that a slow machine still gets every check above.
     assert all_up <= ALL_UP_BUDGET_S, f"20 sessions took {all_up:.1f} s to come up"
