@@ -224,6 +224,9 @@ def end_leftovers(user: str) -> None:
                 if sock.is_socket():
                     exit_master = ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "nodetunnel"]
                     run(as_user_argv(user, exit_master), timeout_s=10, check=False)
+    # What a hard-killed session leaves: its directory (no process of it is left to remove it).
+    for session_dir in sorted(top.glob("nt-*")) + sorted(top.glob("q-*")):
+        shutil.rmtree(session_dir, ignore_errors=True)
 
 
 class Cli:
