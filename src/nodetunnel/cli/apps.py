@@ -287,7 +287,10 @@ _run_help = (
     "without a placeholder it gets $NT_SOCKET (with --tcp: $NT_PORT). --ready is the page "
     "nodetunnel waits for (any 2xx or 3xx answer; the app's own health page is best), "
     "--url the page the browser opens. An app on a port without a password can be reached "
-    "by other users with a job on the same node: nodetunnel says so when it starts one."
+    "by other users with a job on the same node: nodetunnel says so when it starts one. "
+    "With --with, every app of the job finds where each listens as $NT_SOCKET_NAME or "
+    "$NT_PORT_NAME (NAME the app's name upper-cased: RUN, STREAMLIT ...; a second app of the "
+    "same name adds its number, as 'nodetunnel list' shows it: RUN_3)."
     "\n\n\b\nExamples:\n"
     + "\n".join(f"  nodetunnel run {line}" for line in RUN.examples)
     + _WITH_EXAMPLES
