@@ -93,3 +93,115 @@ def test_a_refused_socket_forward_suggests_tcp_only_where_it_is_offered() -> Non
     assert "AllowStreamLocalForwarding" in dash
     assert "protected by its token" in _no_socket_forwarding_hint(RECIPES["jupyter"])
     assert "protected by nothing" in _no_socket_forwarding_hint(RUN)
+
+
+# ------------------------------------------------- dash, streamlit, tensorboard, run
+LAUNCHED = {
+    # name: (arguments, launcher file, the line that starts it on the job's socket)
+    "dash": (["app.py"], "wsgi_app.py", 'python3 "$NT_RUN"/launch.py "$NT_SOCK" app.py app &'),
+    "streamlit": (["app.py", "--", "--data", "x.csv"], "streamlit_app.py",
+                  'python3 "$NT_RUN"/launch.py "$NT_SOCK" app.py --data x.csv &'),
+    "tensorboard": (["--logdir", "~/runs", "--", "--samples_per_plugin", "images=5"],
+                    "tensorboard_app.py",
+                    "python3 \"$NT_RUN\"/launch.py \"$NT_SOCK\" --logdir '~/runs' "
+                    "--samples_per_plugin images=5 &"),
+}  # fmt: skip
+SECRET_WORDS = ("token", "password", "secret")
+
+
+def dry_run(name: str, *args: str) -> str:
+    result = CliRunner().invoke(cli, [name, "--cluster", "swc", "--dry-run", *args],
+                                prog_name="nodetunnel")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def launch_lines(script: str) -> list[str]:
+    """The lines of the job script that start the app (outside the launcher's own text)."""
+    outside = script.split("NODETUNNEL_LAUNCHER_END\n")[-1]
+    return [ln.strip() for ln in outside.splitlines() if ln.rstrip().endswith(" &")]
+
+
+@pytest.mark.parametrize("name", list(LAUNCHED))
+def test_dry_run_sends_the_launcher_and_no_secret(name: str) -> None:
+    args, launcher, line = LAUNCHED[name]
+    script = dry_run(name, *args)
+    assert RECIPES[name].launcher == launcher
+    assert "cat > \"$NT_RUN/launch.py\" <<'NODETUNNEL_LAUNCHER_END'" in script
+    assert set(launch_lines(script)) == {line}  # on the socket (and in the port branch unused)
+    # Nothing secret is made for these apps, and no launch word names one.
+    assert not RECIPES[name].needs_secret
+    assert not any(w in line.lower() for w in SECRET_WORDS)
+    assert "_TOKEN_FILE" not in script.split("NT_TOKEN_FILE=", 1)[1].split("\n", 1)[1]
+    # Never every interface, never a fixed port of the node.
+    body = script.split("NODETUNNEL_LAUNCHER_END\n")[-1]
+    assert "0.0.0.0" not in body  # noqa: S104
+    tunnel = script.split("# tunnel, once the job runs on NODE:\n", 1)[1]
+    assert ":/tmp/nt.RANDOM0123456789/s " in tunnel
+
+
+def test_run_dry_run_sends_the_command_as_given_and_no_secret() -> None:
+    script = dry_run("run", "--", "python", "-m", "http.server", "--bind", "127.0.0.1", "{port}")
+    assert launch_lines(script) == ['python -m http.server --bind 127.0.0.1 "$NT_PORT" &'] * 2
+    assert "launch.py" not in script  # nothing is sent with the job but the command
+    assert not any(w in script.lower().replace("nt_token_file", "").replace("/token", "")
+                   for w in SECRET_WORDS)  # fmt: skip
+    on_socket = dry_run("run", "--ready", "/healthz", "--", "uvicorn", "main:app", "--uds",
+                        "{socket}")  # fmt: skip
+    assert 'uvicorn main:app --uds "$NT_SOCK" &' in launch_lines(on_socket)
+    assert 'export NT_SOCKET="$NT_SOCK"' in on_socket
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--cluster", "swc"], "Missing argument 'COMMAND...'"),
+        (["run", "--cluster", "swc", "--", ""], "no command given: put it after --"),
+        (["run", "--cluster", "swc", "--ready", "healthz", "--", "app"],
+         "'healthz' is not a path on the app's server (it starts with /)"),
+        (["run", "--cluster", "swc", "--url", "status", "--", "app"],
+         "'status' is not a path on the app's server (it starts with /)"),
+        (["run", "--cluster", "swc", "--", "app", "{socket}{port}"],
+         "'{socket}{port}' has more than one placeholder"),
+        (["run", "--cluster", "swc", "--", "app", "--uds", "{socket}", "--port", "{port}"],
+         "the command uses {socket}: it cannot listen on a port too"),
+        (["run", "--cluster", "swc", "--tcp", "--", "app", "--uds", "{socket}"],
+         "the command uses {socket}: it cannot listen on a port too"),
+        (["dash", "--cluster", "swc"], "Missing argument 'APP'"),
+        (["tensorboard", "--cluster", "swc"], "Missing option '--logdir'"),
+        (["streamlit", "--cluster", "swc"], "Missing argument 'APP'"),
+    ],
+)  # fmt: skip
+def test_usage_errors_exit_2_with_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = fails([args[0], "--dry-run", *args[1:]], capsys)
+    assert code == ExitCode.USAGE
+    assert "Traceback" not in err
+    said = [ln for ln in err.splitlines() if message in ln]
+    assert len(said) == 1, err
+    assert said[0].startswith(("nodetunnel: error: ", "Error: "))
+
+
+def test_apps_json_has_listener_protection_and_probe_for_every_recipe() -> None:
+    import json
+
+    from nodetunnel.apps import APPS
+
+    result = CliRunner().invoke(cli, ["apps", "--json"], prog_name="nodetunnel")
+    assert result.exit_code == 0
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert set(rows) == set(APPS)
+    for row in rows.values():
+        assert all(row[k].strip() for k in ("listens_on", "protected_by", "ready_probe")), row
+    expected = {
+        "jupyter": ("Unix socket, 0700 dir", "token made here (0600 file)", "GET /api/status"),
+        "notebook": ("Unix socket, 0700 dir", "token made here (0600 file)", "GET /api/status"),
+        "dash": ("Unix socket, 0700 dir", "the private socket", "GET /_dash-layout"),
+        "streamlit": ("Unix socket, 0700 dir", "the private socket", "GET /_stcore/health"),
+        "tensorboard": ("Unix socket, 0700 dir", "the private socket", "GET /data/runs"),
+        "run": ("{socket} or {port}", "the socket; none on a port (warned)", "GET / (--ready)"),
+    }
+    for name, triple in expected.items():
+        row = rows[name]
+        assert (row["listens_on"], row["protected_by"], row["ready_probe"]) == triple
