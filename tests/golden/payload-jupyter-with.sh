@@ -19,6 +19,10 @@ export JUPYTER_TOKEN_FILE="$NT_TOKEN_FILE"
 # Further apps of this job, each on its own socket (or port), ended with the job.
 NT_XPIDS=""
 trap 'kill $NT_XPIDS 2>/dev/null; [ -n "$NT_PID" ] && kill "$NT_PID" 2>/dev/null; rm -rf "$NT_RUN"' EXIT
+NT_SOCK1="$NT_RUN/s1"
+NT_PORT2=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') || nt_fail 'python3 is needed to find a free port'
+# Where each app of the job listens, for all of them (see 'nodetunnel run --help').
+export NT_SOCKET_JUPYTER="$NT_SOCK" NT_SOCKET_TENSORBOARD="$NT_SOCK1" NT_PORT_RUN="$NT_PORT2"
 # app 1: tensorboard
 command -v python3 >/dev/null 2>&1 || nt_fail "python3 not found on PATH on $(hostname): Python 3 is needed; install TensorBoard in the environment you activate (pip install tensorboard)"
 cat > "$NT_RUN/launch1.py" <<'NODETUNNEL_LAUNCHER_END' || nt_fail 'cannot write the launcher'
@@ -67,13 +71,11 @@ finally:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(sock_path)
 NODETUNNEL_LAUNCHER_END
-NT_SOCK1="$NT_RUN/s1"
 ( exec python3 "$NT_RUN"/launch1.py "$NT_SOCK1" --logdir '~/runs' ) &
 NT_PID1=$!
 NT_XPIDS="$NT_XPIDS $NT_PID1"
 # app 2: run
 command -v python3 >/dev/null 2>&1 || nt_fail "python3 not found on PATH on $(hostname): check the command, and the environment it needs (--venv, --conda-env, --module, --setup)"
-NT_PORT2=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') || nt_fail 'python3 is needed to find a free port'
 ( export NT_PORT="$NT_PORT2"; exec python3 -m http.server --bind 127.0.0.1 "$NT_PORT2" ) &
 NT_PID2=$!
 NT_XPIDS="$NT_XPIDS $NT_PID2"

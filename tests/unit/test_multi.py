@@ -5,6 +5,7 @@ tests/integration/test_multi.py."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
 import subprocess
@@ -54,8 +55,68 @@ def test_job_script_without_more_apps_is_unchanged() -> None:
     assert "NT_XPIDS" not in render_body(JUPYTER, Environment(), SESSION_DIR)
 
 
+def test_every_app_is_told_where_every_app_of_the_job_listens() -> None:
+    """Streamlit with a FastAPI backend: the Streamlit app finds the backend's socket as
+    $NT_SOCKET_RUN; every app gets every endpoint, before any of them starts."""
+    streamlit = RECIPES["streamlit"].bind({"script": "app.py", "args": ()})
+    backend = command_app(["uvicorn", "api:app", "--uds", "{socket}"])
+    body = render_body(streamlit, Environment(), SESSION_DIR, socket_dir="/tmp/nt.x",
+                       extras=(backend, HTTP_ON_PORT))  # fmt: skip
+    exports = (
+        'export NT_SOCKET_STREAMLIT="$NT_SOCK" NT_SOCKET_RUN="$NT_SOCK1" NT_PORT_RUN_3="$NT_PORT2"'
+    )
+    assert exports in body
+    at = body.index(exports)
+    assert body.index('NT_SOCK1="$NT_RUN/s1"') < at
+    assert body.index("NT_PORT2=$(python3") < at
+    assert at < body.index('( export NT_SOCKET="$NT_SOCK1"; exec uvicorn')  # the first --with
+    assert at < body.index('python3 "$NT_RUN"/launch.py "$NT_SOCK" app.py &')
+
+
+def test_a_main_app_on_a_port_is_given_its_port_before_the_others_start() -> None:
+    main = command_app(["python3", "-m", "http.server", "{port}"])
+    body = render_body(main, Environment(), SESSION_DIR, socket_dir="/tmp/nt.x",
+                       extras=(TENSORBOARD,))  # fmt: skip
+    subprocess.run(["/bin/sh", "-n"], input=body, text=True, check=True, timeout=10)
+    exports = 'export NT_PORT_RUN="$NT_PORT" NT_SOCKET_TENSORBOARD="$NT_SOCK1"'
+    assert body.index("NT_PORT=$(python3") < body.index(exports) < body.index("# app 1:")
+    assert body.count("NT_PORT=$(python3") == 1  # not chosen again where the main app starts
+    # With --tcp the same for JupyterLab; alone, an app gets no such variable.
+    tcp = render_body(JUPYTER, Environment(), SESSION_DIR, tcp=True, extras=(TENSORBOARD,))
+    assert 'export NT_PORT_JUPYTER="$NT_PORT" NT_SOCKET_TENSORBOARD="$NT_SOCK1"' in tcp
+    assert "NT_SOCKET_" not in render_body(JUPYTER, Environment(), SESSION_DIR)
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["streamlit", "run"], ["STREAMLIT", "RUN"]),
+        (["run", "run", "tensorboard", "run"], ["RUN", "RUN_2", "TENSORBOARD", "RUN_4"]),
+        (["jupyter", "jupyter"], ["JUPYTER", "JUPYTER_2"]),
+        (["code", "my-app"], ["CODE", "MY_APP"]),
+    ],
+)
+def test_endpoint_names_are_the_app_names_numbered_only_when_taken(
+    names: list[str], expected: list[str]
+) -> None:
+    import dataclasses
+
+    apps = [dataclasses.replace(JUPYTER, name=n) for n in names]
+    assert payload.endpoint_names(apps) == expected
+
+
+_DUMP = (
+    "import json, os, sys; json.dump({k: v for k, v in os.environ.items() "
+    "if k.startswith(('NT_SOCKET_', 'NT_PORT_'))}, open(sys.argv[1], 'w')); "
+)
+
+
 _SERVE_UNIX = (
-    "import socket, sys, time; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); "
+    "import socket, sys, time; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[-1]); "
+    "s.listen(); time.sleep(600)"
+)
+_SERVE_PORT = (
+    "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[-1]))); "
     "s.listen(); time.sleep(600)"
 )
 
@@ -65,9 +126,11 @@ def test_job_script_runs_every_app_and_ends_them_all(tmp_path: Path) -> None:
     session = tmp_path / "session"
     session.mkdir(mode=0o700)
     run_dir = f"/tmp/nt.test{os.getpid()}"
-    main = command_app([sys.executable, "-c", _SERVE_UNIX, "{socket}"])
-    on_socket = command_app([sys.executable, "-c", _SERVE_UNIX, "{socket}"])
-    on_port = command_app([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "{port}"])
+    seen = [tmp_path / f"env{n}.json" for n in range(3)]  # what each app finds in its environment
+    main = command_app([sys.executable, "-c", _DUMP + _SERVE_UNIX, str(seen[0]), "{socket}"])
+    on_socket = command_app([sys.executable, "-c", _DUMP + _SERVE_UNIX, str(seen[1]),
+                             "{socket}"])  # fmt: skip
+    on_port = command_app([sys.executable, "-c", _DUMP + _SERVE_PORT, str(seen[2]), "{port}"])
     body = render_body(main, Environment(), str(session), socket_dir=run_dir,
                        extras=(on_socket, on_port))  # fmt: skip
     proc = subprocess.Popen(["/bin/sh", "-c", body], start_new_session=True,
@@ -82,6 +145,10 @@ def test_job_script_runs_every_app_and_ends_them_all(tmp_path: Path) -> None:
         assert fields["socket"] == f"{run_dir}/s"
         assert fields["socket1"] == f"{run_dir}/s1"
         assert fields["port2"].isdigit()
+        # Every app is told where each of the job's apps listens, itself included.
+        every = {"NT_SOCKET_RUN": f"{run_dir}/s", "NT_SOCKET_RUN_2": f"{run_dir}/s1",
+                 "NT_PORT_RUN_3": fields["port2"]}  # fmt: skip
+        assert [json.loads(f.read_text()) for f in seen] == [every] * 3
         # What another machine needs to attach to every app of the session.
         claimed = extras.from_endpoint(fields)
         assert [(e["app"], e["remote"]) for e in claimed] == [

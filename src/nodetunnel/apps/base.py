@@ -175,6 +175,12 @@ class App:
         return action, fields
 
     @property
+    def takes_tcp(self) -> bool:
+        """Whether ``--tcp`` (a loopback port on the node instead of the socket) can be asked
+        for: not where the app is served only on a socket (a launcher's recipes)."""
+        return self.listen != "socket"
+
+    @property
     def exposed_on_tcp(self) -> bool:
         """On a loopback port without a secret: anyone with a job on the node could reach it."""
         return not self.auth.uses_secret

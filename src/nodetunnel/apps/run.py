@@ -30,7 +30,8 @@ RUN = App(
     examples=(
         "--cluster swc -- python -m http.server --bind 127.0.0.1 {port}",
         "--cluster swc --ready /healthz -- uvicorn main:app --uds {socket}",
-        "--cluster swc --url /status -- dask scheduler --dashboard-address 127.0.0.1:{port}",
+        "--cluster swc --url /status -- dask scheduler --host 127.0.0.1 --port 0 "
+        "--dashboard-address 127.0.0.1:{port}",
     ),
 )
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..apps import RECIPES, RUN, command_app
+from ..apps import APPS, RECIPES, RUN, command_app
 from ..apps.base import App, Param
 from ..config.fields import FIELDS, duration_s
 from ..fields import Field
@@ -60,8 +60,43 @@ def _field_option(field: Field) -> Callable[[Any], Any]:
     return click.option(*field.flags, field.name, **kw)
 
 
-def _session_options(f: Any) -> Any:
-    """Every option of an app command: the profile fields that have a flag, then the session's."""
+def _tcp_help(app: App) -> str:
+    """What --tcp does for ``app``, and what then protects it (only true words)."""
+    if app.auth.uses_secret:
+        secret = "password" if app.auth.form is not None else "token"
+        exposure = f"so its {secret} is all that protects it"
+    else:
+        exposure = ("so an app without a login of its own is open to them (nodetunnel warns "
+                    "when it starts one)")  # fmt: skip
+    gets = " (the command gets $NT_PORT)" if app.exports_endpoint else ""
+    return (f"Listen on a free port of the node's 127.0.0.1 instead of a private Unix "
+            f"socket{gets}, for sites whose sshd forbids socket forwarding; other users with "
+            f"a job on the node could reach the port, {exposure}.")  # fmt: skip
+
+
+def _tcp_refused(app: App) -> Callable[[click.Context, click.Parameter, bool], None]:
+    """--tcp given to an app that is served only on its private socket: say so, not 'no such
+    option' (the option is hidden from its --help)."""
+
+    def refuse(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        if value:
+            takes = ", ".join(n for n, a in APPS.items() if a.takes_tcp)
+            raise click.UsageError(
+                f"--tcp: {app.title} is served only on a private Unix socket on the node, never "
+                f"on a port; --tcp is for {takes}", ctx)  # fmt: skip
+
+    return refuse
+
+
+def _session_options(f: Any, app: App) -> Any:
+    """Every option of an app command: the profile fields that have a flag, then the session's.
+
+    ``--tcp`` only where the recipe can listen on a port (``App.takes_tcp``).
+    """
+    tcp = [click.option("--tcp", is_flag=True, help=_tcp_help(app)) if app.takes_tcp else
+           click.option("--tcp", is_flag=True, hidden=True, expose_value=False,
+                        callback=_tcp_refused(app),
+                        help="Refused: the app is served only on its private socket.")]  # fmt: skip
     opts = [
         click.option(
             "--cluster", metavar="NAME", help="Cluster profile to use (see: nodetunnel config)."
@@ -88,13 +123,7 @@ def _session_options(f: Any) -> Any:
             help="How long to wait for the job to start the app: seconds, or e.g. 10m.",
         ),
         click.option("--no-browser", is_flag=True, help="Do not open a browser."),
-        click.option(
-            "--tcp",
-            is_flag=True,
-            help="Listen on 127.0.0.1:PORT on the node instead of a private Unix socket (for "
-            "sites whose sshd forbids socket forwarding; other users on the node could reach "
-            "the port, so the token is all that protects it).",
-        ),
+        *tcp,
         click.option(
             "--with",
             "with_apps",
@@ -173,7 +202,7 @@ def _app_command(app: App) -> None:
         run_app(app.bind(values) if app.params else app, opts)
 
     command.__name__ = f"{app.name}_command"
-    decorated = _session_options(command)
+    decorated = _session_options(command, app)
     for param in reversed(app.params):
         decorated = _param(param)(decorated)
     cli.command(app.name, help=_help(app), short_help=app.summary)(decorated)
@@ -190,7 +219,7 @@ def run_app(app: App, opts: dict[str, Any]) -> None:
     overrides = {k: opts[k] for k in config.APP_KEYS}
     settings = settings_for(app, opts["cluster"], overrides, opts["config_file"])
     req = launch_request(app, settings, local_port=opts["port"], start_timeout_s=opts["timeout_s"],
-                         keep=opts["keep"], tcp=opts["tcp"], extras=extras)  # fmt: skip
+                         keep=opts["keep"], tcp=opts.get("tcp", False), extras=extras)  # fmt: skip
     if opts["dry_run"]:
         click.echo(plan(req), nl=False)
         return
@@ -258,7 +287,10 @@ _run_help = (
     "without a placeholder it gets $NT_SOCKET (with --tcp: $NT_PORT). --ready is the page "
     "nodetunnel waits for (any 2xx or 3xx answer; the app's own health page is best), "
     "--url the page the browser opens. An app on a port without a password can be reached "
-    "by other users with a job on the same node: nodetunnel says so when it starts one."
+    "by other users with a job on the same node: nodetunnel says so when it starts one. "
+    "With --with, every app of the job finds where each listens as $NT_SOCKET_NAME or "
+    "$NT_PORT_NAME (NAME the app's name upper-cased: RUN, STREAMLIT ...; a second app of the "
+    "same name adds its number, as 'nodetunnel list' shows it: RUN_3)."
     "\n\n\b\nExamples:\n"
     + "\n".join(f"  nodetunnel run {line}" for line in RUN.examples)
     + _WITH_EXAMPLES
@@ -269,7 +301,7 @@ cli.command("run", help=_run_help, short_help=RUN.summary)(
         click.option("--url", default="/", show_default=True, metavar="PATH",
                      help="The page the browser opens.")(
             click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)(
-                _session_options(_run_command)
+                _session_options(_run_command, RUN)
             )
         )
     )

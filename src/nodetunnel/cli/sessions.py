@@ -295,18 +295,20 @@ def ssh_config_command(session_id: str) -> None:
 
 @cli.command("vscode")
 @click.argument("session_id")
-@click.option("--dir", "folder", default="~", show_default=True, metavar="DIR",
-              help="The folder on the node to open.")  # fmt: skip
-def vscode_command(session_id: str, folder: str) -> None:
+@click.option("--dir", "folder", metavar="DIR",
+              help="The folder on the node to open: absolute, or '~/PATH' for one in your "
+              "cluster home (default: your cluster home).")  # fmt: skip
+def vscode_command(session_id: str, folder: str | None) -> None:
     """Open VS Code (Remote-SSH) on a session's node: 'code --remote ssh-remote+HOST DIR'.
 
     Adds the session's Host entry first (see 'nodetunnel ssh-config'). Needs
     VS Code's 'code' command on this machine and the Include line in your
-    ~/.ssh/config.
+    ~/.ssh/config. A --dir in your home here (as an unquoted ~/project
+    becomes in your shell) is taken to mean the same place in your cluster home.
 
     \b
     Example:
-      nodetunnel vscode nt-1a2b3c4d --dir ~/project
+      nodetunnel vscode nt-1a2b3c4d --dir '~/project'
     """
     import shutil
 
@@ -316,7 +318,9 @@ def vscode_command(session_id: str, folder: str) -> None:
     from ..state import SessionStore
 
     store = SessionStore()
-    path, name = sshhosts.add(store, store.find(session_id))
+    record = store.find(session_id)
+    where = sshhosts.remote_folder(record, folder, laptop_home=str(Path.home()))
+    path, name = sshhosts.add(store, record)
     code = shutil.which("code")
     if code is None:
         raise PrerequisiteError(
@@ -324,5 +328,5 @@ def vscode_command(session_id: str, folder: str) -> None:
             hint=f"install VS Code with its shell command, or connect to the host {name} from "
             f"VS Code's Remote-SSH ({sshhosts.include_line(path)} in ~/.ssh/config)",
         )
-    run([code, "--remote", f"ssh-remote+{name}", folder], timeout_s=60)
-    progress(f"VS Code opens {folder} on {name}")
+    run([code, "--remote", f"ssh-remote+{name}", where], timeout_s=60)
+    progress(f"VS Code opens {where} on {name}")

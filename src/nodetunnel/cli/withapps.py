@@ -49,6 +49,16 @@ def _recipe_parser(app: App) -> click.Command:
 def _values(parser: click.Command, words: list[str], spec: str) -> dict[str, Any]:
     try:
         ctx = parser.make_context(parser.name, words, resilient_parsing=False)
+    except click.NoSuchOption as exc:
+        if exc.option_name != "--tcp":
+            raise UsageError(f"--with {spec!r}: {exc.format_message()}",
+                             hint=f"see 'nodetunnel {parser.name} --help' for its arguments",
+                             ) from None  # fmt: skip
+        raise UsageError(
+            f"--with {spec!r}: --tcp is not an app's own argument: a further app listens on "
+            "its own socket in the job's private directory (run's command on {port} on a port)",
+            hint="leave --tcp out of --with (for 'run', put {port} in its command)",
+        ) from None
     except click.UsageError as exc:
         raise UsageError(
             f"--with {spec!r}: {exc.format_message()}",

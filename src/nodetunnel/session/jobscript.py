@@ -145,7 +145,13 @@ def render_body(
         lines.append(f"export {name}={_word(var)}")
     if app.launcher:
         lines += _launcher_lines(app.launcher)
-    lines += _extras_start(extras)
+    main_on_port = tcp or app.listen == "tcp"
+    pick_port = (f"NT_PORT=$(python3 -c {shlex.quote(_FREE_PORT_PY)}) || "
+                 "nt_fail 'python3 is needed to find a free port'")  # fmt: skip
+    port_first = main_on_port and bool(extras)  # the further apps are told where it is
+    if port_first:
+        lines.append(pick_port)
+    lines += _extras_start(app, main_on_port, extras)
     lines += [
         f"NT_DEADLINE=$(( $(date +%s) + {APP_START_TIMEOUT_S} ))",
         "nt_wait() {  # until the command $1 succeeds, while the app lives, until the deadline",
@@ -173,7 +179,7 @@ def render_body(
         "fi",
         'if [ "$NT_USE_SOCKET" = 0 ]; then',
         "    # Only here is the cluster's python3 needed: to find a free port, then to see it listen.",
-        f"    NT_PORT=$(python3 -c {shlex.quote(_FREE_PORT_PY)}) || nt_fail 'python3 is needed to find a free port'",
+        *([] if port_first else ["    " + pick_port]),
         *(["    export NT_PORT"] if app.exports_endpoint else []),
         "    " + " ".join(_word(w) for w in app.launch_tcp) + " &",
         "    NT_PID=$!",
@@ -213,8 +219,37 @@ def _extra_words(app: App, n: int) -> tuple[Word, ...]:
     return tuple(out)
 
 
-def _extras_start(extras: Sequence[App]) -> list[str]:
-    """Start the further apps in the background, before the main one (they start together)."""
+def endpoint_names(apps: Sequence[App]) -> list[str]:
+    """The name part of each app's endpoint variable, for the apps of one job in order (the
+    main app first): its name upper-cased (``run`` -> ``RUN``); an app whose name an earlier
+    app of the job has already taken adds its number as 'nodetunnel list' shows it
+    (``RUN_3``: the job's third app)."""
+    names: list[str] = []
+    for number, app in enumerate(apps, 1):
+        name = "".join(c if c.isalnum() else "_" for c in app.name.upper())
+        names.append(f"{name}_{number}" if name in names else name)
+    return names
+
+
+def _endpoint_exports(main: App, main_on_port: bool, extras: Sequence[App]) -> str:
+    """Every app's endpoint, exported to all of them (``NT_SOCKET_NAME``/``NT_PORT_NAME``).
+
+    The main app's is where it is started first (a version that cannot listen on a
+    socket and falls back to a port is not followed).
+    """
+    where = [("NT_PORT", "NT_PORT") if main_on_port else ("NT_SOCKET", "NT_SOCK")]
+    where += [("NT_PORT", f"NT_PORT{n}") if extra_on_port(app) else ("NT_SOCKET", f"NT_SOCK{n}")
+              for n, app in enumerate(extras, 1)]  # fmt: skip
+    pairs = [f'{kind}_{name}="${var}"'
+             for (kind, var), name in zip(where, endpoint_names([main, *extras]), strict=True)]  # fmt: skip
+    return "export " + " ".join(pairs)
+
+
+def _extras_start(main: App, main_on_port: bool, extras: Sequence[App]) -> list[str]:
+    """Start the further apps in the background, before the main one (they start together).
+
+    Every endpoint is chosen first, so that each app is told where every other one is.
+    """
     if not extras:
         return []
     lines = [
@@ -224,19 +259,21 @@ def _extras_start(extras: Sequence[App]) -> list[str]:
         'rm -rf "$NT_RUN"\' EXIT',
     ]
     for n, app in enumerate(extras, 1):
+        if extra_on_port(app):
+            lines.append(f"NT_PORT{n}=$(python3 -c {shlex.quote(_FREE_PORT_PY)}) || "
+                         "nt_fail 'python3 is needed to find a free port'")  # fmt: skip
+        else:
+            lines.append(f'NT_SOCK{n}="$NT_RUN/s{n}"')
+    lines += ["# Where each app of the job listens, for all of them (see 'nodetunnel run --help').",
+              _endpoint_exports(main, main_on_port, extras)]  # fmt: skip
+    for n, app in enumerate(extras, 1):
         lines += [f"# app {n}: {app.name}", _program_check(app)]
         if app.launcher:
             lines += _launcher_lines(app.launcher, f"launch{n}.py")
         exports = [f"export {name}={_word(var)}" for name, var in app.env]
-        if extra_on_port(app):
-            lines.append(f"NT_PORT{n}=$(python3 -c {shlex.quote(_FREE_PORT_PY)}) || "
-                         "nt_fail 'python3 is needed to find a free port'")  # fmt: skip
-            if app.exports_endpoint:
-                exports.append(f'export NT_PORT="$NT_PORT{n}"')
-        else:
-            lines.append(f'NT_SOCK{n}="$NT_RUN/s{n}"')
-            if app.exports_endpoint:
-                exports.append(f'export NT_SOCKET="$NT_SOCK{n}"')
+        if app.exports_endpoint:
+            exports.append(f'export NT_PORT="$NT_PORT{n}"' if extra_on_port(app) else
+                           f'export NT_SOCKET="$NT_SOCK{n}"')  # fmt: skip
         command = " ".join(_word(w) for w in _extra_words(app, n))
         lines += [f"( {'; '.join([*exports, f'exec {command}'])} ) &",
                   f"NT_PID{n}=$!", f'NT_XPIDS="$NT_XPIDS $NT_PID{n}"']  # fmt: skip

@@ -11,12 +11,14 @@ the session ends (the file is rewritten from the live sessions).
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import UsageError
 from ..state import SessionRecord, SessionStore
 from ..transport.openssh import _config_word
+from .model import SESSIONS_DIR
 
 ALIAS_PREFIX = "nodetunnel-"
 
@@ -116,3 +118,50 @@ def add(store: SessionStore, record: SessionRecord) -> tuple[Path, str]:
             f"session {record.session_id} is not known here", hint="see 'nodetunnel list'"
         )
     return path, alias(record)
+
+
+def remote_home(record: SessionRecord) -> str | None:
+    """The session's home directory on the cluster: its session directory is made there
+    (``$HOME/.nodetunnel/sessions/ID``). None for a record without one."""
+    suffix = f"/{SESSIONS_DIR}/{record.session_id}"
+    if not record.session_dir.startswith("/") or not record.session_dir.endswith(suffix):
+        return None
+    return posixpath.normpath(record.session_dir.removesuffix(suffix) or "/")
+
+
+def remote_folder(record: SessionRecord, folder: str | None, *, laptop_home: str) -> str:
+    """The absolute folder on the node for ``--dir folder`` (default: the cluster home).
+
+    ``~`` and ``~/PATH`` mean the cluster home; so does this machine's home directory
+    (``laptop_home``), which an unquoted ``~/PATH`` became in this machine's shell before
+    nodetunnel saw it. VS Code takes the folder literally, so anything else must be absolute.
+    """
+    home = remote_home(record)
+    laptop_home = posixpath.normpath(laptop_home) if laptop_home.startswith("/") else ""
+    rest: str | None = None
+    if folder is None or folder == "~":
+        rest = ""
+    elif folder.startswith("~/"):
+        rest = folder[2:]
+    elif folder.startswith("/"):
+        inside = laptop_home not in ("", "/", home) and (
+            folder == laptop_home or folder.startswith(laptop_home + "/")
+        )
+        if not inside:
+            return posixpath.normpath(folder)
+        rest = folder[len(laptop_home) :].lstrip("/")
+    else:
+        raise UsageError(
+            f"--dir {folder!r} is not an absolute path: VS Code opens the folder on the node "
+            "exactly as given",
+            hint="give an absolute path (--dir /path/on/node) or one in your cluster home "
+            "(--dir '~/project', quoted)",
+        )
+    if home is None:
+        shown = "the default folder" if folder is None else f"--dir {folder!r}"
+        raise UsageError(
+            f"{shown} needs the session's home on the cluster, which session "
+            f"{record.session_id} does not record",
+            hint="give the folder on the node as an absolute path: --dir /path/on/node",
+        )
+    return posixpath.normpath(posixpath.join(home, rest)) if rest else home

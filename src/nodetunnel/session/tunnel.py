@@ -114,6 +114,19 @@ def sigint_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+def _no_socket_forwarding_hint(app: App) -> str:
+    """What to do where the node's sshd will not forward to a Unix socket."""
+    if not app.takes_tcp:
+        return (f"{app.title} is served here only on a Unix socket; ask the site to allow "
+                "socket forwarding (sshd's AllowStreamLocalForwarding)")  # fmt: skip
+    guard = ("its token" if app.auth.uses_secret else
+             "nothing: other users with a job on the node can reach it")  # fmt: skip
+    return (
+        "the site forbids socket forwarding: run again with --tcp (the app then listens on "
+        f"a port of the node, protected by {guard})"
+    )
+
+
 def _refused_forward(log: Path, offset: int) -> bool:
     """Whether ssh logged that the far side refuses the forward (not: the socket is missing)."""
     try:
@@ -323,8 +336,7 @@ class Tunnel:
             if self.remote.startswith("/") and _refused_forward(self.log_path, log_offset):
                 raise TunnelError(
                     f"the node's sshd refuses to forward to a Unix socket ({self.node})",
-                    hint="the site forbids socket forwarding: run again with --tcp (the app then "
-                    "listens on a port of the node, protected by its token)",
+                    hint=_no_socket_forwarding_hint(self.app),
                 )
             # The secret goes only to a listener proven to be this forward: another local
             # program may hold the port until ssh gives up on it.
