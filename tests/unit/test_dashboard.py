@@ -388,8 +388,8 @@ def test_form_errors_are_the_cli_messages_next_to_the_field(world: dict[str, Any
 def test_preview_is_the_dry_run_and_start_is_detached(world: dict[str, Any]) -> None:
     started: list[Any] = []
 
-    def start(req: Any) -> str:
-        started.append(req)
+    def start(req: Any, *, notify: bool) -> str:
+        started.append((req, notify))
         return "nt-12345678"
 
     client = logged_in(world, start=start)
@@ -401,8 +401,11 @@ def test_preview_is_the_dry_run_and_start_is_detached(world: dict[str, Any]) -> 
     assert "/opt/venv" in script
     answer = post_form(client, "/api/start", mem="2G", partition="gpu")
     assert answer.json() == {"session_id": "nt-12345678"}
-    (req,) = started
+    (req, notify) = started[0]
     assert (req.job.mem, req.job.partition, req.job.time) == ("2G", "gpu", "1:00:00")
+    assert notify is True  # the profile's default
+    post_form(client, "/api/start", notify="false")
+    assert started[1][1] is False
 
 
 def test_a_start_shows_its_progress_then_its_failure(world: dict[str, Any]) -> None:
@@ -447,7 +450,7 @@ def test_start_detached_runs_the_session_and_hands_it_over(world: dict[str, Any]
     req = SimpleNamespace(app=SimpleNamespace(name="jupyter"), cluster=SimpleNamespace(name="fake"))
     sid = actions.start_detached(board, world["store"], req,  # type: ignore[arg-type]
                                  session_factory=FakeSession,  # type: ignore[arg-type]
-                                 keeper=lambda: (["keeper", "--take-over"], {}))  # fmt: skip
+                                 keeper=lambda **kw: (["keeper", "--take-over"], {}))  # fmt: skip
     deadline = time.monotonic() + 5
     while "closed" not in calls and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -558,6 +561,6 @@ def test_a_start_under_way_is_cleaned_up_when_the_dashboard_exits(world: dict[st
 
     req = SimpleNamespace(app=SimpleNamespace(name="jupyter"), cluster=SimpleNamespace(name="fake"))
     sid = actions.start_detached(world["board"], world["store"], req,  # type: ignore[arg-type]
-                                 session_factory=Slow, keeper=lambda: ([], {}))  # type: ignore[arg-type]  # fmt: skip
+                                 session_factory=Slow, keeper=lambda **kw: ([], {}))  # type: ignore[arg-type]  # fmt: skip
     assert actions.abandon_starts() == [sid]
     assert closed == ["closed"]

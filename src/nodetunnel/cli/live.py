@@ -40,28 +40,23 @@ def follow_events(session: Any, *, as_json: bool, notify: bool, foreground: bool
     that no service took is logged where nobody watches a terminal (the detached keeper's
     log), and with ``--debug``."""
     from .. import cli as root
+    from ..notify import on_event, session_notifications
 
     handlers: list[Callable[[Any], None]] = []
     if as_json:
         handlers.append(JsonEvents())
     if notify:
-        from ..notify import Notifications, make_notifier
-
         bell = _bell if foreground and sys.stderr.isatty() else None
         log = progress if not foreground or root._debug else None
-        handlers.append(Notifications(make_notifier(), bell=bell, log=log))
-    if not handlers:
-        return
+        handlers.append(session_notifications(bell=bell, log=log))
 
-    def on_event(event: Any) -> None:
-        for handler in handlers:
-            try:
-                handler(event)
-            except Exception as exc:  # showing an event must never break the session
-                if root._debug:
-                    say(f"debug: event handler failed: {exc!r}")
+    def failed(exc: Exception) -> None:
+        if root._debug:
+            say(f"debug: event handler failed: {exc!r}")
 
-    session.on_event = on_event
+    handler = on_event(handlers, on_error=failed)
+    if handler is not None:
+        session.on_event = handler
 
 
 def notify_setting(given: bool | None, cluster: str | None, config_file: Any) -> bool:

@@ -1,7 +1,9 @@
 """The dashboard's buttons, each the library call the CLI makes for the same command.
 
 Start is ``nodetunnel APP --detach`` (:class:`~nodetunnel.session.Session`, then
-:meth:`~nodetunnel.session.Session.detach` to a background keeper); Stop is
+:meth:`~nodetunnel.session.Session.detach` to a background keeper), notifying as it
+does: this process while the job waits and starts, the keeper (``--notify`` or
+``--no-notify``, from the form) afterwards; Stop is
 ``nodetunnel stop``; Open is ``nodetunnel open``; Copy ssh-config entry is
 ``nodetunnel ssh-config``; Logs is ``nodetunnel logs -f``. Blocking calls: the
 web layer runs them in worker threads.
@@ -10,12 +12,14 @@ web layer runs them in worker threads.
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
 
 from ..errors import NodetunnelError, UsageError
+from ..events import Event
 from ..proc import ProcessRef, spawn_reading
 from ..session import LaunchRequest, Session, sshhosts
 from ..session.fleet import (
@@ -31,6 +35,8 @@ from ..transport.base import ClusterRef
 from .board import Board
 
 LOG_LINES = 200
+log = logging.getLogger(__name__)
+Keeper = Callable[..., tuple[list[str], dict[str, str]]]
 
 _starting: dict[str, Session] = {}  # sessions being started or attached in worker threads
 _starting_lock = threading.Lock()
@@ -81,12 +87,15 @@ def start_detached(
     req: LaunchRequest,
     *,
     session_factory: Callable[..., Session] = Session,
-    keeper: Callable[[], tuple[list[str], dict[str, str]]] = keeper_command,
+    keeper: Keeper = keeper_command,
+    notify: bool = True,
 ) -> str:
     """Start a session in a worker thread, as ``--detach`` does; return its id at once.
 
     The card shows its progress lines; a failure shows the CLI's message (the
-    job is cancelled by the usual clean-up).
+    job is cancelled by the usual clean-up). With ``notify`` (the form's, else the
+    profile's ``notify``) a job that waited notifies when it starts and its app is
+    ready, and the keeper notifies from then on.
     """
     sid = "nt-" + secrets.token_hex(4)
 
@@ -94,15 +103,28 @@ def start_detached(
         board.start_progress(sid, line)
 
     session = session_factory(req, progress=say, notice=say, store=store, session_id=sid)
+    if notify:
+        session.on_event = notifications()
     board.begin_start(sid, req.app.name, req.cluster.name)
 
     def steps(session: Session) -> None:
         session.start()
-        command, env = keeper()
+        command, env = keeper(notify=notify)
         session.detach(command, env=env)
 
     _run_session(board, session, sid, steps)
     return sid
+
+
+def notifications() -> Callable[[Event], None] | None:
+    """A started session's notifications, as ``nodetunnel APP --detach`` sends them while
+    it starts (no terminal here, so no bell; one no service took goes to this log)."""
+    from ..notify import on_event, session_notifications
+
+    def failed(exc: Exception) -> None:
+        log.warning("a notification failed: %r", exc)
+
+    return on_event([session_notifications(log=log.warning)], on_error=failed)
 
 
 def attach_detached(
@@ -112,7 +134,7 @@ def attach_detached(
     *,
     connect: Connector = cluster_link,
     resume: Callable[..., Session] = Session.resume,
-    keeper: Callable[[], tuple[list[str], dict[str, str]]] = keeper_command,
+    keeper: Keeper = keeper_command,
 ) -> str:
     """``nodetunnel attach ID --detach`` (``--cluster`` for a session from elsewhere).
 
@@ -204,6 +226,7 @@ __all__ = [
     "abandon_starts",
     "attach_detached",
     "follow_log",
+    "notifications",
     "one_line",
     "open_target",
     "ssh_entry",

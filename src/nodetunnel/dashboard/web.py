@@ -43,7 +43,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import NodetunnelError
-from ..session import LaunchRequest
 from ..state import SessionStore
 from . import actions, forms
 from .board import Board
@@ -157,10 +156,11 @@ def make_app(
     auth: Auth,
     *,
     config_file: str | None = None,
-    start: Callable[[LaunchRequest], str] | None = None,
+    start: Callable[..., str] | None = None,
     connect: Any = None,
 ) -> ASGIApp:
-    """The dashboard as an ASGI app (``start``: how to start a session; default: detached)."""
+    """The dashboard as an ASGI app (``start``: how to start a session, called with the
+    request and ``notify=``; default: detached)."""
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -169,7 +169,8 @@ def make_app(
     board.on_change = changes.fire
     subscribers = [0]
     extra = {"connect": connect} if connect is not None else {}
-    start_session = start or (lambda req: actions.start_detached(board, store, req))
+    start_session = start or (lambda req, *, notify: actions.start_detached(
+        board, store, req, notify=notify))  # fmt: skip
 
     def page(name: str, **ctx: Any) -> Response:
         html = templates.get_template(name).render(csrf=auth.csrf, **ctx)
@@ -210,7 +211,7 @@ def make_app(
             parsed = await run_in_threadpool(forms.parse_form, data, config_file)
         except forms.FormErrors as exc:
             return _secure_headers(JSONResponse({"errors": exc.errors}, status_code=400))
-        sid = start_session(parsed.request)
+        sid = start_session(parsed.request, notify=bool(parsed.settings.notify))
         return _secure_headers(JSONResponse({"session_id": sid}))
 
     async def cards(request: Request) -> Response:

@@ -12,6 +12,9 @@ ended unexpectedly.
   session, and where no notification service exists it falls back to a log line.
 * :func:`make_notifier` picks the backend: ``$NODETUNNEL_NOTIFIER`` (``desktop``,
   ``none``, or ``record:PATH``, the hook the tests use) or the desktop.
+* :func:`on_event` makes a session's one ``on_event`` handler from several (the
+  notifications, the CLI's JSON lines), so that one that fails never breaks the session:
+  every starter (an app command, ``attach``, the dashboard's form) builds it the same way.
 
 Which events notify: **started** and **ready** only when the job waited in the queue for
 :data:`NOTIFY_AFTER_PENDING_S` or more (a job that starts at once is watched in the
@@ -24,7 +27,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -148,6 +151,38 @@ class Notifications:
         return None
 
 
+def on_event(
+    handlers: Sequence[Callable[[Event], None]],
+    *,
+    on_error: Callable[[Exception], None] | None = None,
+) -> Callable[[Event], None] | None:
+    """A session's ``on_event``: each event to every one of ``handlers`` in turn (None when
+    there are none). A handler that raises is reported to ``on_error`` and the others still
+    run: showing an event must never break the session."""
+    if not handlers:
+        return None
+    chain = tuple(handlers)
+
+    def handle(event: Event) -> None:
+        for handler in chain:
+            try:
+                handler(event)
+            except Exception as exc:
+                if on_error is not None:
+                    on_error(exc)
+
+    return handle
+
+
+def session_notifications(
+    *,
+    bell: Callable[[], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Notifications:
+    """The notifications of a session (the backend :func:`make_notifier` picks)."""
+    return Notifications(make_notifier(), bell=bell, log=log)
+
+
 __all__ = [
     "NOTIFIER_ENV",
     "NOTIFY_AFTER_PENDING_S",
@@ -156,4 +191,6 @@ __all__ = [
     "Notifier",
     "NullNotifier",
     "make_notifier",
+    "on_event",
+    "session_notifications",
 ]

@@ -1,0 +1,120 @@
+"""The dashboard's starts notify as ``--detach`` does; the form's ``notify`` field."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import pytest
+
+pytest.importorskip("starlette")  # the dashboard is an optional extra
+pytest.importorskip("httpx2")
+
+from nodetunnel import events as ev
+from nodetunnel.events import Event
+from nodetunnel.notify.testing import RecordingNotifier
+
+from nodetunnel.dashboard import actions, forms  # isort: skip
+from .test_dashboard import world as world  # the fixture
+
+REQ = SimpleNamespace(app=SimpleNamespace(name="jupyter"), cluster=SimpleNamespace(name="fake"))
+
+
+class EventfulSession:
+    """A session whose start reports a job that waited a minute, then becomes ready."""
+
+    made: ClassVar[list[EventfulSession]] = []
+
+    def __init__(self, req: Any, *, session_id: str, **kw: Any) -> None:
+        self.session_id = session_id
+        self.on_event: Callable[[Event], None] | None = None
+        self.kept: list[str] = []
+        self.closed = False
+        EventfulSession.made.append(self)
+
+    def __enter__(self) -> EventfulSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed = True
+
+    def start(self) -> None:
+        for kind, data in [
+            (ev.SUBMITTED, {"elapsed_s": 0.0}),
+            (ev.PENDING, {"state": "PENDING", "reason": "Resources", "elapsed_s": 1.0}),
+            (ev.RUNNING, {"node": "node1", "elapsed_s": 60.0}),
+            (ev.READY, {"app": "jupyter", "url": "http://127.0.0.1:8888/lab", "node": "node1",
+                        "local_port": 8888, "elapsed_s": 62.0}),
+        ]:  # fmt: skip
+            if self.on_event is not None:
+                self.on_event(Event(kind, self.session_id, "42", data))
+
+    def detach(self, command: list[str], *, env: dict[str, str]) -> None:
+        self.kept = command
+
+
+def started(world: dict[str, Any], notify: bool) -> EventfulSession:
+    EventfulSession.made.clear()
+    actions.start_detached(world["board"], world["store"], REQ,  # type: ignore[arg-type]
+                           session_factory=EventfulSession,  # type: ignore[arg-type]
+                           notify=notify)  # fmt: skip
+    (session,) = EventfulSession.made
+    deadline = time.monotonic() + 5
+    while not session.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert session.closed
+    return session
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> RecordingNotifier:
+    notifier = RecordingNotifier()
+    monkeypatch.setattr("nodetunnel.notify.make_notifier", lambda: notifier)
+    return notifier
+
+
+def test_a_start_from_the_form_notifies_started_and_ready_and_the_keeper_goes_on(
+    world: dict[str, Any], recorder: RecordingNotifier
+) -> None:
+    session = started(world, notify=True)
+    assert [n.kind for n in recorder.sent] == [ev.RUNNING, ev.READY]
+    assert recorder.sent[0].title == "Job 42 started"
+    assert recorder.sent[1].title == "jupyter is ready"
+    assert session.kept[-1] == "--notify"  # the background keeper notifies from then on
+    assert "--take-over" in session.kept
+
+
+def test_a_start_with_notify_off_is_quiet_and_so_is_its_keeper(
+    world: dict[str, Any], recorder: RecordingNotifier
+) -> None:
+    session = started(world, notify=False)
+    assert recorder.sent == []
+    assert session.on_event is None
+    assert session.kept[-1] == "--no-notify"
+
+
+def test_without_a_notification_service_the_dashboard_logs_it(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("nodetunnel.notify.make_notifier",
+                        lambda: RecordingNotifier(available=False))  # fmt: skip
+    with caplog.at_level("WARNING", logger=actions.__name__):
+        started(world, notify=True)
+    assert "no notification service here): Job 42 started" in caplog.text
+
+
+def test_the_form_notify_field_takes_true_or_false(world: dict[str, Any]) -> None:
+    base = {"cluster": "fake", "app": "jupyter"}
+    spec = forms.form_spec("fake", "jupyter", world["config"])
+    (field,) = [f for f in spec["fields"] if f["name"] == "notify"]
+    assert field["value"] == "true"
+    assert forms.parse_form(base, world["config"]).settings.notify is True
+    off = forms.parse_form({**base, "notify": "false"}, world["config"])
+    assert off.settings.notify is False
+    assert off.settings.source("notify") != "default"
+    assert forms.parse_form({**base, "notify": "No"}, world["config"]).settings.notify is False
+    with pytest.raises(forms.FormErrors) as bad:
+        forms.parse_form({**base, "notify": "maybe"}, world["config"])
+    assert "expected true or false" in bad.value.errors["notify"]
