@@ -1,7 +1,9 @@
-"""The dashboard's starts notify as ``--detach`` does; the form's ``notify`` field."""
+"""The dashboard's starts notify as ``--detach`` does; the form's ``notify`` field; every
+app of a job (``--with``) on its card, each opened on its own."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -17,6 +19,7 @@ from nodetunnel.events import Event
 from nodetunnel.notify.testing import RecordingNotifier
 
 from nodetunnel.dashboard import actions, forms  # isort: skip
+from .test_dashboard import logged_in, record, submit
 from .test_dashboard import world as world  # the fixture
 
 REQ = SimpleNamespace(app=SimpleNamespace(name="jupyter"), cluster=SimpleNamespace(name="fake"))
@@ -118,3 +121,59 @@ def test_the_form_notify_field_takes_true_or_false(world: dict[str, Any]) -> Non
     with pytest.raises(forms.FormErrors) as bad:
         forms.parse_form({**base, "notify": "maybe"}, world["config"])
     assert "expected true or false" in bad.value.errors["notify"]
+
+
+# ------------------------------------------------------------ every app of the job
+EXTRA = {"app": "tensorboard", "title": "TensorBoard", "local_port": 6006,
+         "url": "http://127.0.0.1:6006/?token=secret2", "remote": "/tmp/s1"}  # fmt: skip
+
+
+@pytest.fixture
+def two_apps(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> str:
+    """A running session with a further app (``--with tensorboard``), its tunnel up here."""
+    monkeypatch.setattr("nodetunnel.session.fleet.process_alive", lambda pid, start: True)
+    monkeypatch.setattr("nodetunnel.dashboard.board.process_alive", lambda pid, start: True)
+    job = submit(world["fake"], "nt-12121212")
+    world["fake"].start(job)
+    record(world["store"], "nt-12121212", job, extras=[EXTRA], tunnel_pid=1, tunnel_start=1)
+    world["board"].refresh()
+    return "nt-12121212"
+
+
+def test_the_card_shows_every_app_and_its_url(world: dict[str, Any], two_apps: str) -> None:
+    (card,) = world["board"].cards()
+    assert card["apps"] == [
+        {"name": "jupyter", "number": 1, "url": "http://127.0.0.1:8888/lab"},
+        {"name": "tensorboard", "number": 2, "url": "http://127.0.0.1:6006/"},
+    ]
+    assert "secret" not in json.dumps(card)
+
+
+def test_open_takes_an_app_name_or_number_as_the_cli_does(
+    world: dict[str, Any], two_apps: str
+) -> None:
+    client = logged_in(world)
+
+    def target(path: str) -> str:
+        answer = client.get(path, follow_redirects=False)
+        assert answer.status_code == 303, answer.text
+        return str(answer.headers["location"])
+
+    assert target(f"/open/{two_apps}") == "http://127.0.0.1:8888/lab?token=secret"
+    assert target(f"/open/{two_apps}/1") == "http://127.0.0.1:8888/lab?token=secret"
+    assert target(f"/open/{two_apps}/2") == "http://127.0.0.1:6006/?token=secret2"
+    assert target(f"/open/{two_apps}/tensorboard") == "http://127.0.0.1:6006/?token=secret2"
+    missing = client.get(f"/open/{two_apps}/3", follow_redirects=False)
+    assert missing.status_code == 409
+    assert "the session has no app '3'" in missing.text
+    assert "2 (tensorboard)" in missing.text
+
+
+def test_an_ended_session_shows_no_url(world: dict[str, Any], two_apps: str) -> None:
+    from nodetunnel.scheduler import JobState
+
+    (card,) = world["board"].cards()
+    world["fake"].finish(card["job_id"], JobState.TIMEOUT)
+    world["board"].refresh()
+    (ended,) = world["board"].cards()
+    assert [a["url"] for a in ended["apps"]] == ["", ""]

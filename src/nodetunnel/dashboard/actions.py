@@ -185,9 +185,11 @@ def ssh_entry(store: SessionStore, session_id: str) -> dict[str, str]:
             "entry": entry.split("\nMatch ", 1)[0].strip() + "\n"}  # fmt: skip
 
 
-def open_target(store: SessionStore, session_id: str) -> str:
-    """The session's URL with its secret, for a redirect (``nodetunnel open``'s checks)."""
-    from ..session.fleet import process_alive
+def open_target(store: SessionStore, session_id: str, app: str | None = None) -> str:
+    """The URL with its secret of the session's main app, or of ``app`` (a name, or a number:
+    1 is the main app, 2 the first ``--with``), for a redirect: ``nodetunnel open ID APP``'s
+    checks."""
+    from ..session.fleet import app_url, process_alive
 
     record = store.find(session_id)
     if not process_alive(record.tunnel_pid, record.tunnel_start):
@@ -195,7 +197,7 @@ def open_target(store: SessionStore, session_id: str) -> str:
             f"session {record.session_id} has no tunnel on this machine now",
             hint=f"run 'nodetunnel attach {record.session_id}' to bring it back",
         )
-    return record.url
+    return app_url(record, app)[1]
 
 
 @contextlib.contextmanager

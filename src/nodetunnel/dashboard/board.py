@@ -300,7 +300,8 @@ class Board:
             "job_id": row.job_id, "node": row.node, "state": state, "state_text": state,
             "here": row.here, "tunnel": ("up" if row.tunnel_up else "down") if row.here
             else "elsewhere", "attached": row.attached, "reconnects": row.reconnects,
-            "url": row.url if row.tunnel_up else "", "problem": row.problem, "pending": None,
+            "url": row.url if row.tunnel_up else "", "apps": _apps(row), "problem": row.problem,
+            "pending": None,
             "ended": False, "ended_at": None, "cause": "", "ends_at": None, "starts_at": None,
             "warn_before_s": DEFAULT_WARN_BEFORE_S, "created": now, "starting": False,
             "progress": [], "error": None, "dismissable": False,
@@ -328,11 +329,21 @@ class Board:
             ended = status.state if status is not None and status.state.finished else JobState.ENDED
             card.update(ended=True, ended_at=now, dismissable=True, can_open=False,
                         can_stop=False, can_ssh=False, can_logs=False, can_attach=False, url="",
-                        tunnel="down",
+                        apps=[{**a, "url": ""} for a in card["apps"]], tunnel="down",
                         cause=job_end_message(row.job_id, ended).removesuffix(
                             "; the session is over"))  # fmt: skip
             card["state_text"] = f"ENDED: {card['cause']}"
         return card
+
+
+def _apps(row: SessionRow) -> list[dict[str, Any]]:
+    """Every app of the session, the main one first (more with ``--with``): its name, its
+    number (as ``nodetunnel open ID N`` takes it) and its URL without the secret (while the
+    tunnel is up)."""
+    extras = row.record.extras if row.record is not None else []
+    apps = [(row.app, row.url), *((str(e.get("app", "")), str(e.get("url", ""))) for e in extras)]
+    return [{"name": name, "number": n, "url": url.split("?", 1)[0] if row.tunnel_up else ""}
+            for n, (name, url) in enumerate(apps, 1)]  # fmt: skip
 
 
 def _row_of(record: SessionRecord) -> SessionRow:

@@ -250,8 +250,8 @@ def make_app(
 
     async def open_view(request: Request) -> Response:
         try:
-            url = await run_in_threadpool(actions.open_target, store,
-                                          request.path_params["sid"])  # fmt: skip
+            url = await run_in_threadpool(actions.open_target, store, request.path_params["sid"],
+                                          request.path_params.get("app"))  # fmt: skip
         except NodetunnelError as exc:
             return _secure_headers(PlainTextResponse(actions.one_line(exc) + "\n",
                                                      status_code=409))  # fmt: skip
@@ -303,6 +303,7 @@ def make_app(
         Route("/api/cards", cards),
         Route("/events", events),
         Route("/open/{sid}", open_view),
+        Route("/open/{sid}/{app}", open_view),
         Route("/api/sessions/{sid}/stop", stop_view, methods=["POST"]),
         Route("/api/sessions/{sid}/ssh-config", ssh_view, methods=["POST"]),
         Route("/api/sessions/{sid}/attach", attach_view, methods=["POST"]),
