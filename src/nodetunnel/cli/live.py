@@ -34,11 +34,19 @@ def _bell() -> None:
         click.echo("\a", err=True, nl=False)
 
 
+def rings_bell(*, foreground: bool, as_json: bool) -> bool:
+    """Whether notifications ring the terminal bell: in the ``foreground`` on a terminal,
+    desktop notification service or not; never where a program reads ``--json``."""
+    if not foreground or not sys.stderr.isatty():
+        return False
+    return not as_json or sys.stdout.isatty()
+
+
 def follow_events(session: Any, *, as_json: bool, notify: bool, foreground: bool) -> None:
     """Give ``session`` an ``on_event`` handler: JSON lines (``as_json``) and notifications
-    (``notify``; a terminal bell too in the ``foreground`` on a terminal). A notification
-    that no service took is logged where nobody watches a terminal (the detached keeper's
-    log), and with ``--debug``."""
+    (``notify``; a terminal bell too in the ``foreground`` on a terminal, see
+    :func:`rings_bell`). A notification that no service took is logged where nobody
+    watches a terminal (the detached keeper's log), and with ``--debug``."""
     from .. import cli as root
     from ..notify import on_event, session_notifications
 
@@ -46,7 +54,7 @@ def follow_events(session: Any, *, as_json: bool, notify: bool, foreground: bool
     if as_json:
         handlers.append(JsonEvents())
     if notify:
-        bell = _bell if foreground and sys.stderr.isatty() else None
+        bell = _bell if rings_bell(foreground=foreground, as_json=as_json) else None
         log = progress if not foreground or root._debug else None
         handlers.append(session_notifications(bell=bell, log=log))
 

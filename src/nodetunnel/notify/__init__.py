@@ -94,9 +94,9 @@ def _minutes_text(seconds: float) -> str:
 class Notifications:
     """A session's ``on_event`` handler that turns events into notifications.
 
-    ``bell`` (the terminal bell, in the foreground) is called with each one
-    shown; ``log`` gets a line for each one no notification service took.
-    Each kind is notified at most once per session.
+    ``bell`` (the terminal bell, in the foreground) is called with each one, whether or
+    not a notification service took it; ``log`` gets a line for each one no notification
+    service took. Each kind is notified at most once per session.
     """
 
     def __init__(
@@ -121,10 +121,10 @@ class Notifications:
         if note is None or (note.session_id, note.kind) in self._sent:
             return
         self._sent.add((note.session_id, note.kind))
-        if self.notifier.send(note):
-            if self.bell is not None:
-                self.bell()
-        elif self.log is not None:
+        shown = self.notifier.send(note)
+        if self.bell is not None:
+            self.bell()
+        if not shown and self.log is not None:
             self.log(f"notification (no notification service here): {note.title}: "
                      f"{note.message}")  # fmt: skip
 
