@@ -34,7 +34,7 @@ from nodetunnel.transport import ClusterRef
 from nodetunnel.transport.testing import FakeTransport
 
 from nodetunnel.dashboard import forms  # isort: skip
-from nodetunnel.dashboard.board import Board, Pending, pending_info
+from nodetunnel.dashboard.board import Board, Pending, pending_of
 from nodetunnel.dashboard.server import bind
 from nodetunnel.dashboard.web import Auth, make_app
 
@@ -230,23 +230,29 @@ def test_events_a_job_that_waited_starts_nears_its_limit_and_ends(world: dict[st
     assert [e["kind"] for e in page["events"]] == ["running", "walltime_warning", "ended"]
 
 
-def test_pending_info_from_the_backend_or_the_listing_when_it_fails() -> None:
+def test_pending_of_from_the_backend_or_the_listing_when_it_fails() -> None:
     from nodetunnel.scheduler.base import JobStatus
 
-    status = JobStatus("7", JobState.PENDING, reason="Priority", start_estimate=None)
+    statuses = {"7": JobStatus("7", JobState.PENDING, reason="Priority", start_estimate=None),
+                "8": JobStatus("8", JobState.PENDING, reason="Resources", start_estimate=None),
+                "9": JobStatus("9", JobState.RUNNING, nodelist="node1")}  # fmt: skip
+    asked: list[list[str]] = []
 
     class WithInfo:
-        def pending_info(self, job_id: str) -> Any:
-            return Pending("Resources", "2026-12-02T15:00:00", 3, 9)
+        def pending_infos(self, job_ids: list[str]) -> Any:
+            asked.append(job_ids)  # 8 started meanwhile: not in the answer
+            return {"7": Pending("Resources", "2026-12-02T15:00:00", 3, 9)}
 
     class Failing:
-        def pending_info(self, job_id: str) -> Any:
+        def pending_infos(self, job_ids: list[str]) -> Any:
             raise NodetunnelError("squeue timed out")
 
-    assert pending_info(WithInfo(), "7", status) == Pending(  # type: ignore[arg-type]
-        "Resources", "2026-12-02T15:00:00", 3, 9
-    )
-    assert pending_info(Failing(), "7", status) == Pending("Priority", None)  # type: ignore[arg-type]
+    assert pending_of(WithInfo(), statuses) == {  # type: ignore[arg-type]
+        "7": Pending("Resources", "2026-12-02T15:00:00", 3, 9), "8": Pending("Resources", None)}  # fmt: skip
+    assert asked == [["7", "8"]]
+    assert pending_of(Failing(), statuses) == {  # type: ignore[arg-type]
+        "7": Pending("Priority", None), "8": Pending("Resources", None)}  # fmt: skip
+    assert pending_of(Failing(), {"9": statuses["9"]}) == {}  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager

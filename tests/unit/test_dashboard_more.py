@@ -177,3 +177,27 @@ def test_an_ended_session_shows_no_url(world: dict[str, Any], two_apps: str) -> 
     world["board"].refresh()
     (ended,) = world["board"].cards()
     assert [a["url"] for a in ended["apps"]] == ["", ""]
+
+
+# ------------------------------------------------------------- scheduler queries
+def test_a_refresh_is_two_queries_however_many_jobs_wait(world: dict[str, Any]) -> None:
+    fake, board = world["fake"], world["board"]
+    ahead = fake.queue_job(partition="gpu")  # another user's job, ahead of ours
+    waiting = [submit(fake, f"nt-5656565{n}") for n in range(3)]
+    for job in waiting:
+        fake.jobs[job].directives["partition"] = "gpu"
+    fake.jobs[waiting[2]].reason = "Resources"
+    before = fake.count("squeue")
+    board.refresh()
+    # The listing 'nodetunnel list' makes, and one for every pending job's place.
+    assert fake.count("squeue") == before + 2
+    places = {c["id"]: c["pending"] for c in board.cards()}
+    assert [(p["position"], p["pending_in_partition"]) for p in places.values()] == [
+        (2, 4), (3, 4), (4, 4)]  # fmt: skip
+    assert places["nt-56565652"]["reason"] == "Resources"
+    assert ahead not in {c["job_id"] for c in board.cards()}
+    for job in waiting:
+        fake.start(job)
+    world["clock"].now += 60
+    board.refresh()
+    assert fake.count("squeue") == before + 3  # no job waits: the listing only
