@@ -530,7 +530,7 @@ def test_attach_reopens_a_session_nothing_keeps_in_the_background(world: dict[st
 
     sid = actions.attach_detached(board, store, "nt-6666", connect=world["connect"],
                                   resume=lambda record, **kw: Resumed(),
-                                  keeper=lambda: (["keeper"], {}))  # fmt: skip
+                                  keeper=lambda **kw: (["keeper"], {}))  # fmt: skip
     deadline = time.monotonic() + 5
     while "closed" not in calls and time.monotonic() < deadline:
         time.sleep(0.01)

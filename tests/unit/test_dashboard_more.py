@@ -4,6 +4,7 @@ app of a job (``--with``) on its card, each opened on its own."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -201,3 +202,41 @@ def test_a_refresh_is_two_queries_however_many_jobs_wait(world: dict[str, Any]) 
     world["clock"].now += 60
     board.refresh()
     assert fake.count("squeue") == before + 3  # no job waits: the listing only
+
+
+def test_attach_hands_the_keeper_the_profile_notify_of_the_dashboard_config(
+    world: dict[str, Any], tmp_path: Any
+) -> None:
+    fake, store, board = world["fake"], world["store"], world["board"]
+    job = submit(fake, "nt-78787878")
+    fake.start(job)
+    record(store, "nt-78787878", job)
+    quiet = tmp_path / "quiet.toml"
+    quiet.write_text('[clusters.fake]\njump = ["login", "gateway"]\nnotify = false\n')
+    kept: list[bool] = []
+    done = threading.Event()
+
+    class Resumed:
+        def __enter__(self) -> Resumed:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            done.set()
+
+        def reattach(self) -> None:
+            pass
+
+        def detach(self, command: list[str], *, env: dict[str, str]) -> None:
+            pass
+
+    def keeper(*, notify: bool) -> tuple[list[str], dict[str, str]]:
+        kept.append(notify)
+        return ["keeper"], {}
+
+    for config in (str(quiet), world["config"]):
+        done.clear()
+        actions.attach_detached(board, store, "nt-7878", connect=world["connect"],
+                                resume=lambda record, **kw: Resumed(), keeper=keeper,
+                                config_file=config)  # fmt: skip
+        assert done.wait(5)
+    assert kept == [False, True]

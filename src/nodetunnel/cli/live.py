@@ -69,12 +69,6 @@ def follow_events(session: Any, *, as_json: bool, notify: bool, foreground: bool
 
 def notify_setting(given: bool | None, cluster: str | None, config_file: Any) -> bool:
     """``--notify/--no-notify`` if given, else the ``notify`` key of the cluster's profile."""
-    if given is not None:
-        return given
-    from .. import config
-    from ..errors import UsageError
+    from ..notify import notify_setting as setting
 
-    try:
-        return bool(config.resolve(cluster, {}, config_file).notify)
-    except UsageError:  # a profile that went away since the session started: the default
-        return True
+    return setting(given, cluster, config_file)

@@ -135,12 +135,16 @@ def attach_detached(
     connect: Connector = cluster_link,
     resume: Callable[..., Session] = Session.resume,
     keeper: Keeper = keeper_command,
+    config_file: str | None = None,
 ) -> str:
     """``nodetunnel attach ID --detach`` (``--cluster`` for a session from elsewhere).
 
     Finding (or claiming) the session happens here and may raise; re-opening
     the tunnel and handing it to a background keeper run in a worker thread.
+    The keeper notifies as the profile in ``config_file`` says, as ``attach`` does.
     """
+    from ..notify import notify_setting
+
     clusters = [ref for ref in board.clusters if not store.matching(key)]
     found = prepare_attach(store, key, clusters[:1], connect=connect)
     record = found.record
@@ -152,9 +156,11 @@ def attach_detached(
     session = resume(record, progress=say, notice=say, store=store)
     board.begin_start(sid, record.app, record.cluster)
 
+    notify = notify_setting(None, record.cluster, config_file)
+
     def steps(session: Session) -> None:
         session.reattach()
-        command, env = keeper()
+        command, env = keeper(notify=notify)
         session.detach(command, env=env)
 
     _run_session(board, session, sid, steps)

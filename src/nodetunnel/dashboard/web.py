@@ -268,7 +268,7 @@ def make_app(
     async def attach_view(request: Request) -> Response:
         try:
             sid = await run_in_threadpool(lambda: actions.attach_detached(
-                board, store, request.path_params["sid"], **extra))  # fmt: skip
+                board, store, request.path_params["sid"], config_file=config_file, **extra))  # fmt: skip
         except NodetunnelError as exc:
             return failed(exc)
         return _secure_headers(JSONResponse({"session_id": sid}))

@@ -29,7 +29,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..events import ENDED, READY, RUNNING, WALLTIME_WARNING, Event
 
@@ -183,6 +183,20 @@ def session_notifications(
     return Notifications(make_notifier(), bell=bell, log=log)
 
 
+def notify_setting(given: bool | None, cluster: str | None, config_file: Any = None) -> bool:
+    """``--notify/--no-notify`` if ``given``, else the ``notify`` key of the cluster's
+    profile (a profile that went away since the session started: on)."""
+    if given is not None:
+        return given
+    from ..config import resolve
+    from ..errors import UsageError
+
+    try:
+        return bool(resolve(cluster, {}, config_file).notify)
+    except UsageError:
+        return True
+
+
 __all__ = [
     "NOTIFIER_ENV",
     "NOTIFY_AFTER_PENDING_S",
@@ -191,6 +205,7 @@ __all__ = [
     "Notifier",
     "NullNotifier",
     "make_notifier",
+    "notify_setting",
     "on_event",
     "session_notifications",
 ]
