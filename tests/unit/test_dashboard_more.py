@@ -20,7 +20,7 @@ from nodetunnel.events import Event
 from nodetunnel.notify.testing import RecordingNotifier
 
 from nodetunnel.dashboard import actions, forms  # isort: skip
-from .test_dashboard import logged_in, record, submit
+from .test_dashboard import csrf_headers, logged_in, record, submit
 from .test_dashboard import world as world  # the fixture
 
 REQ = SimpleNamespace(app=SimpleNamespace(name="jupyter"), cluster=SimpleNamespace(name="fake"))
@@ -240,3 +240,28 @@ def test_attach_hands_the_keeper_the_profile_notify_of_the_dashboard_config(
                                 config_file=config)  # fmt: skip
         assert done.wait(5)
     assert kept == [False, True]
+
+
+def test_every_start_from_one_dashboard_shares_one_notification_backend(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[RecordingNotifier] = []
+    given: list[Any] = []
+
+    def make() -> RecordingNotifier:
+        made.append(RecordingNotifier())
+        return made[-1]
+
+    def start(board: Any, store: Any, req: Any, *, notify: bool, notifier: Any) -> str:
+        given.append((notify, notifier))
+        return "nt-00000001"
+
+    monkeypatch.setattr("nodetunnel.dashboard.web.make_notifier", make)
+    monkeypatch.setattr(actions, "start_detached", start)
+    client = logged_in(world)
+    for notify in ("false", "true", "true"):
+        answer = client.post("/api/start", json={"cluster": "fake", "app": "jupyter",
+                                                 "notify": notify}, headers=csrf_headers())  # fmt: skip
+        assert answer.status_code == 200, answer.text
+    (notifier,) = made  # one desktop backend (and its thread), not one per session
+    assert given == [(False, None), (True, notifier), (True, notifier)]

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 
 from ..errors import NodetunnelError, UsageError
 from ..events import Event
+from ..notify import Notifier, on_event, session_notifications
 from ..proc import ProcessRef, spawn_reading
 from ..session import LaunchRequest, Session, sshhosts
 from ..session.fleet import (
@@ -89,13 +90,15 @@ def start_detached(
     session_factory: Callable[..., Session] = Session,
     keeper: Keeper = keeper_command,
     notify: bool = True,
+    notifier: Notifier | None = None,
 ) -> str:
     """Start a session in a worker thread, as ``--detach`` does; return its id at once.
 
     The card shows its progress lines; a failure shows the CLI's message (the
     job is cancelled by the usual clean-up). With ``notify`` (the form's, else the
     profile's ``notify``) a job that waited notifies when it starts and its app is
-    ready, and the keeper notifies from then on.
+    ready (through ``notifier``, the dashboard's one backend, else a new one), and the
+    keeper notifies from then on.
     """
     sid = "nt-" + secrets.token_hex(4)
 
@@ -104,7 +107,7 @@ def start_detached(
 
     session = session_factory(req, progress=say, notice=say, store=store, session_id=sid)
     if notify:
-        session.on_event = notifications()
+        session.on_event = notifications(notifier)
     board.begin_start(sid, req.app.name, req.cluster.name)
 
     def steps(session: Session) -> None:
@@ -116,15 +119,14 @@ def start_detached(
     return sid
 
 
-def notifications() -> Callable[[Event], None] | None:
+def notifications(notifier: Notifier | None = None) -> Callable[[Event], None] | None:
     """A started session's notifications, as ``nodetunnel APP --detach`` sends them while
     it starts (no terminal here, so no bell; one no service took goes to this log)."""
-    from ..notify import on_event, session_notifications
 
     def failed(exc: Exception) -> None:
         log.warning("a notification failed: %r", exc)
 
-    return on_event([session_notifications(log=log.warning)], on_error=failed)
+    return on_event([session_notifications(log=log.warning, notifier=notifier)], on_error=failed)
 
 
 def attach_detached(

@@ -43,6 +43,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import NodetunnelError
+from ..notify import Notifier, make_notifier
+from ..session import LaunchRequest
 from ..state import SessionStore
 from . import actions, forms
 from .board import Board
@@ -169,8 +171,15 @@ def make_app(
     board.on_change = changes.fire
     subscribers = [0]
     extra = {"connect": connect} if connect is not None else {}
-    start_session = start or (lambda req, *, notify: actions.start_detached(
-        board, store, req, notify=notify))  # fmt: skip
+    notifiers: list[Notifier] = []  # one backend for every start from this dashboard
+
+    def start_detached(req: LaunchRequest, *, notify: bool) -> str:
+        if notify and not notifiers:
+            notifiers.append(make_notifier())
+        return actions.start_detached(board, store, req, notify=notify,
+                                      notifier=notifiers[0] if notifiers else None)  # fmt: skip
+
+    start_session = start or start_detached
 
     def page(name: str, **ctx: Any) -> Response:
         html = templates.get_template(name).render(csrf=auth.csrf, **ctx)

@@ -178,9 +178,11 @@ def session_notifications(
     *,
     bell: Callable[[], None] | None = None,
     log: Callable[[str], None] | None = None,
+    notifier: Notifier | None = None,
 ) -> Notifications:
-    """The notifications of a session (the backend :func:`make_notifier` picks)."""
-    return Notifications(make_notifier(), bell=bell, log=log)
+    """The notifications of a session, through ``notifier`` (a process that starts many
+    sessions shares one), else the backend :func:`make_notifier` picks."""
+    return Notifications(notifier or make_notifier(), bell=bell, log=log)
 
 
 def notify_setting(given: bool | None, cluster: str | None, config_file: Any = None) -> bool:
