@@ -265,3 +265,26 @@ def test_every_start_from_one_dashboard_shares_one_notification_backend(
         assert answer.status_code == 200, answer.text
     (notifier,) = made  # one desktop backend (and its thread), not one per session
     assert given == [(False, None), (True, notifier), (True, notifier)]
+
+
+def test_open_posts_the_login_form_of_an_app_that_logs_in_by_one(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+
+    monkeypatch.setattr("nodetunnel.session.fleet.process_alive", lambda pid, start: True)
+    panel = {"app": "panel", "title": "Panel", "local_port": 5006,
+             "url": "http://127.0.0.1:5006/", "remote": "/tmp/s1"}  # fmt: skip
+    job = submit(world["fake"], "nt-34343434")
+    world["fake"].start(job)
+    record(world["store"], "nt-34343434", job, extras=[panel], tunnel_pid=1, tunnel_start=1)
+    answer = logged_in(world).get("/open/nt-34343434/panel", follow_redirects=False)
+    assert answer.status_code == 200, answer.text
+    page = answer.text
+    assert 'action="http://127.0.0.1:5006/login"' in page
+    assert '<input type="hidden" name="password" value="secret">' in page
+    policy = answer.headers["content-security-policy"]
+    (nonce,) = re.findall(r'<script nonce="([^"]+)">', page)
+    assert f"script-src 'nonce-{nonce}'" in policy  # its one script, nothing else
+    assert "form-action http://127.0.0.1:5006;" in policy  # the post to the app only
+    assert answer.headers["referrer-policy"] == "no-referrer"

@@ -18,6 +18,8 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 
+from ..apps import APPS
+from ..apps.base import LoginForm
 from ..errors import NodetunnelError, UsageError
 from ..events import Event
 from ..notify import Notifier, on_event, session_notifications
@@ -193,10 +195,12 @@ def ssh_entry(store: SessionStore, session_id: str) -> dict[str, str]:
             "entry": entry.split("\nMatch ", 1)[0].strip() + "\n"}  # fmt: skip
 
 
-def open_target(store: SessionStore, session_id: str, app: str | None = None) -> str:
-    """The URL with its secret of the session's main app, or of ``app`` (a name, or a number:
-    1 is the main app, 2 the first ``--with``), for a redirect: ``nodetunnel open ID APP``'s
-    checks."""
+def open_target(
+    store: SessionStore, session_id: str, app: str | None = None
+) -> tuple[str, str, LoginForm | None]:
+    """``nodetunnel open ID APP``'s checks, then the name and URL (with its secret) of the
+    session's main app, or of ``app`` (a name, or a number: 1 is the main app, 2 the first
+    ``--with``), and the login form to post for an app that logs in by one (else None)."""
     from ..session.fleet import app_url, process_alive
 
     record = store.find(session_id)
@@ -205,7 +209,9 @@ def open_target(store: SessionStore, session_id: str, app: str | None = None) ->
             f"session {record.session_id} has no tunnel on this machine now",
             hint=f"run 'nodetunnel attach {record.session_id}' to bring it back",
         )
-    return app_url(record, app)[1]
+    name, url = app_url(record, app)
+    recipe = APPS.get(name)
+    return name, url, recipe.login_form(url, record.token) if recipe is not None else None
 
 
 @contextlib.contextmanager

@@ -20,11 +20,12 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import jinja2
 from starlette.applications import Starlette
@@ -42,6 +43,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..apps.base import LoginForm, opening_page
 from ..errors import NodetunnelError
 from ..notify import Notifier, make_notifier
 from ..session import LaunchRequest
@@ -122,6 +124,18 @@ def _secure_headers(response: Response) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _login_page(title: str, url: str, login: LoginForm) -> Response:
+    """For an app that logs in by a form (Panel, code-server): the page that posts it, as
+    ``nodetunnel open`` opens it; its one script and the post allowed by its own policy."""
+    nonce = secrets.token_urlsafe(16)
+    parts = urlsplit(login[0])
+    response = _secure_headers(HTMLResponse(opening_page(url, title, login, nonce=nonce)))
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; "
+        f"form-action {parts.scheme}://{parts.netloc}; base-uri 'none'; frame-ancestors 'none'")  # fmt: skip
     return response
 
 
@@ -259,12 +273,15 @@ def make_app(
 
     async def open_view(request: Request) -> Response:
         try:
-            url = await run_in_threadpool(actions.open_target, store, request.path_params["sid"],
-                                          request.path_params.get("app"))  # fmt: skip
+            name, url, login = await run_in_threadpool(
+                actions.open_target, store, request.path_params["sid"],
+                request.path_params.get("app"))  # fmt: skip
         except NodetunnelError as exc:
             return _secure_headers(PlainTextResponse(actions.one_line(exc) + "\n",
                                                      status_code=409))  # fmt: skip
-        return _secure_headers(RedirectResponse(url, status_code=303))
+        if login is None:
+            return _secure_headers(RedirectResponse(url, status_code=303))
+        return _login_page(name, url, login)
 
     async def stop_view(request: Request) -> Response:
         try:
