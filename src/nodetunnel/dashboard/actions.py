@@ -22,7 +22,7 @@ from ..apps import APPS
 from ..apps.base import LoginForm
 from ..errors import NodetunnelError, UsageError
 from ..events import Event
-from ..notify import Notifier, on_event, session_notifications
+from ..notify import Notifier, notify_setting, on_event, session_notifications
 from ..proc import ProcessRef, spawn_reading
 from ..session import LaunchRequest, Session, sshhosts
 from ..session.fleet import (
@@ -147,8 +147,6 @@ def attach_detached(
     the tunnel and handing it to a background keeper run in a worker thread.
     The keeper notifies as the profile in ``config_file`` says, as ``attach`` does.
     """
-    from ..notify import notify_setting
-
     clusters = [ref for ref in board.clusters if not store.matching(key)]
     found = prepare_attach(store, key, clusters[:1], connect=connect)
     record = found.record
@@ -159,7 +157,6 @@ def attach_detached(
 
     session = resume(record, progress=say, notice=say, store=store)
     board.begin_start(sid, record.app, record.cluster)
-
     notify = notify_setting(None, record.cluster, config_file)
 
     def steps(session: Session) -> None:
