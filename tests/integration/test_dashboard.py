@@ -87,6 +87,9 @@ def test_dashboard_lists_starts_updates_opens_and_stops(sandbox, laptop_nodetunn
         timings["estimate_shown_after_s"] = time.monotonic() - t_estimate
         pending_text = page.inner_text(f'.card[data-id="{b_id}"] .pending')
         assert "estimated start: 20" in pending_text, pending_text  # a date, e.g. 2026-12-02T...
+        # Bob's two jobs run, so alice's is the only one waiting in gpu.
+        assert "place in queue: 1 of 1" in pending_text, pending_text
+        # The README's picture (docs/dashboard.png): one running, one pending.
         page.screenshot(path=str(ARTIFACTS / "dashboard-pending.png"))
 
         # The partition frees up: the card turns RUNNING live, without a reload.

@@ -34,7 +34,7 @@ from nodetunnel.transport import ClusterRef
 from nodetunnel.transport.testing import FakeTransport
 
 from nodetunnel.dashboard import forms  # isort: skip
-from nodetunnel.dashboard.board import Board, Pending, pending_info
+from nodetunnel.dashboard.board import Board, Pending, pending_of
 from nodetunnel.dashboard.server import bind
 from nodetunnel.dashboard.web import Auth, make_app
 
@@ -230,23 +230,29 @@ def test_events_a_job_that_waited_starts_nears_its_limit_and_ends(world: dict[st
     assert [e["kind"] for e in page["events"]] == ["running", "walltime_warning", "ended"]
 
 
-def test_pending_info_from_the_backend_or_the_listing_when_it_fails() -> None:
+def test_pending_of_from_the_backend_or_the_listing_when_it_fails() -> None:
     from nodetunnel.scheduler.base import JobStatus
 
-    status = JobStatus("7", JobState.PENDING, reason="Priority", start_estimate=None)
+    statuses = {"7": JobStatus("7", JobState.PENDING, reason="Priority", start_estimate=None),
+                "8": JobStatus("8", JobState.PENDING, reason="Resources", start_estimate=None),
+                "9": JobStatus("9", JobState.RUNNING, nodelist="node1")}  # fmt: skip
+    asked: list[list[str]] = []
 
     class WithInfo:
-        def pending_info(self, job_id: str) -> Any:
-            return Pending("Resources", "2026-12-02T15:00:00", 3, 9)
+        def pending_infos(self, job_ids: list[str]) -> Any:
+            asked.append(job_ids)  # 8 started meanwhile: not in the answer
+            return {"7": Pending("Resources", "2026-12-02T15:00:00", 3, 9)}
 
     class Failing:
-        def pending_info(self, job_id: str) -> Any:
+        def pending_infos(self, job_ids: list[str]) -> Any:
             raise NodetunnelError("squeue timed out")
 
-    assert pending_info(WithInfo(), "7", status) == Pending(  # type: ignore[arg-type]
-        "Resources", "2026-12-02T15:00:00", 3, 9
-    )
-    assert pending_info(Failing(), "7", status) == Pending("Priority", None)  # type: ignore[arg-type]
+    assert pending_of(WithInfo(), statuses) == {  # type: ignore[arg-type]
+        "7": Pending("Resources", "2026-12-02T15:00:00", 3, 9), "8": Pending("Resources", None)}  # fmt: skip
+    assert asked == [["7", "8"]]
+    assert pending_of(Failing(), statuses) == {  # type: ignore[arg-type]
+        "7": Pending("Priority", None), "8": Pending("Resources", None)}  # fmt: skip
+    assert pending_of(Failing(), {"9": statuses["9"]}) == {}  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
@@ -388,8 +394,8 @@ def test_form_errors_are_the_cli_messages_next_to_the_field(world: dict[str, Any
 def test_preview_is_the_dry_run_and_start_is_detached(world: dict[str, Any]) -> None:
     started: list[Any] = []
 
-    def start(req: Any) -> str:
-        started.append(req)
+    def start(req: Any, *, notify: bool) -> str:
+        started.append((req, notify))
         return "nt-12345678"
 
     client = logged_in(world, start=start)
@@ -401,8 +407,11 @@ def test_preview_is_the_dry_run_and_start_is_detached(world: dict[str, Any]) -> 
     assert "/opt/venv" in script
     answer = post_form(client, "/api/start", mem="2G", partition="gpu")
     assert answer.json() == {"session_id": "nt-12345678"}
-    (req,) = started
+    (req, notify) = started[0]
     assert (req.job.mem, req.job.partition, req.job.time) == ("2G", "gpu", "1:00:00")
+    assert notify is True  # the profile's default
+    post_form(client, "/api/start", notify="false")
+    assert started[1][1] is False
 
 
 def test_a_start_shows_its_progress_then_its_failure(world: dict[str, Any]) -> None:
@@ -447,7 +456,7 @@ def test_start_detached_runs_the_session_and_hands_it_over(world: dict[str, Any]
     req = SimpleNamespace(app=SimpleNamespace(name="jupyter"), cluster=SimpleNamespace(name="fake"))
     sid = actions.start_detached(board, world["store"], req,  # type: ignore[arg-type]
                                  session_factory=FakeSession,  # type: ignore[arg-type]
-                                 keeper=lambda: (["keeper", "--take-over"], {}))  # fmt: skip
+                                 keeper=lambda **kw: (["keeper", "--take-over"], {}))  # fmt: skip
     deadline = time.monotonic() + 5
     while "closed" not in calls and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -521,7 +530,7 @@ def test_attach_reopens_a_session_nothing_keeps_in_the_background(world: dict[st
 
     sid = actions.attach_detached(board, store, "nt-6666", connect=world["connect"],
                                   resume=lambda record, **kw: Resumed(),
-                                  keeper=lambda: (["keeper"], {}))  # fmt: skip
+                                  keeper=lambda **kw: (["keeper"], {}))  # fmt: skip
     deadline = time.monotonic() + 5
     while "closed" not in calls and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -558,6 +567,6 @@ def test_a_start_under_way_is_cleaned_up_when_the_dashboard_exits(world: dict[st
 
     req = SimpleNamespace(app=SimpleNamespace(name="jupyter"), cluster=SimpleNamespace(name="fake"))
     sid = actions.start_detached(world["board"], world["store"], req,  # type: ignore[arg-type]
-                                 session_factory=Slow, keeper=lambda: ([], {}))  # type: ignore[arg-type]  # fmt: skip
+                                 session_factory=Slow, keeper=lambda **kw: ([], {}))  # type: ignore[arg-type]  # fmt: skip
     assert actions.abandon_starts() == [sid]
     assert closed == ["closed"]

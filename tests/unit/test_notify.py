@@ -104,7 +104,7 @@ def test_each_kind_is_notified_once_per_session() -> None:
     ]  # fmt: skip
 
 
-def test_without_a_notification_service_it_goes_to_the_log_and_rings_no_bell() -> None:
+def test_without_a_notification_service_it_goes_to_the_log_and_still_rings_the_bell() -> None:
     logged: list[str] = []
     bells: list[int] = []
     notes = Notifications(RecordingNotifier(available=False), bell=lambda: bells.append(1),
@@ -112,7 +112,7 @@ def test_without_a_notification_service_it_goes_to_the_log_and_rings_no_bell() -
     notes(event(ev.WALLTIME_WARNING, time_left_s=60, message="job 42 reaches its time limit"))
     assert logged == ["notification (no notification service here): Job 42 nears its time "
                       "limit: job 42 reaches its time limit"]  # fmt: skip
-    assert not bells
+    assert bells == [1]  # the terminal bell in the foreground needs no notification service
     Notifications(RecordingNotifier(available=False))(event(ev.ENDED, expected=False, message="x"))
 
 
@@ -247,6 +247,45 @@ def test_a_failing_handler_never_breaks_the_session(monkeypatch: pytest.MonkeyPa
     session = _Session()
     live.follow_events(session, as_json=False, notify=True, foreground=False)
     session.on_event(event(ev.ENDED, expected=False, message="x"))  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("foreground", "as_json", "stderr_tty", "stdout_tty", "rings"),
+    [
+        (True, False, True, True, True),
+        (True, False, True, False, True),  # output redirected, the terminal still there
+        (True, True, True, True, True),  # --json shown on the terminal
+        (True, True, True, False, False),  # --json read by a program
+        (True, False, False, True, False),  # no terminal for the bell
+        (False, False, True, True, False),  # the detached keeper
+    ],
+)
+def test_the_bell_rings_in_the_foreground_on_a_terminal_only(
+    monkeypatch: pytest.MonkeyPatch,
+    foreground: bool,
+    as_json: bool,
+    stderr_tty: bool,
+    stdout_tty: bool,
+    rings: bool,
+) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: stderr_tty)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: stdout_tty)
+    assert live.rings_bell(foreground=foreground, as_json=as_json) is rings
+
+
+def test_follow_events_rings_the_bell_without_a_notification_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bells: list[int] = []
+    monkeypatch.setattr("nodetunnel.notify.make_notifier",
+                        lambda: RecordingNotifier(available=False))  # fmt: skip
+    monkeypatch.setattr(live, "rings_bell", lambda **kw: True)
+    monkeypatch.setattr(live, "_bell", lambda: bells.append(1))
+    session = _Session()
+    live.follow_events(session, as_json=False, notify=True, foreground=True)
+    for e in a_session(30.0):
+        session.on_event(e)  # type: ignore[misc]
+    assert len(bells) == 4  # started, ready, the warning, the unexpected end
 
 
 def test_notify_setting_prefers_the_option_then_the_profile(tmp_path: Path) -> None:

@@ -202,3 +202,53 @@ def test_the_default_pending_info_has_reason_and_estimate_but_no_position() -> N
     )
     fake.start(job_id)
     assert backend.pending_info(job_id) is None
+
+
+def test_pending_infos_is_one_squeue_for_every_job() -> None:
+    fake = FakeSlurm()
+    slurm = Slurm(fake)
+    other = fake.queue_job(partition="gpu")  # another user's, ahead in the queue
+    gpu = [slurm.submit_job(JobRequest(partition="gpu"), "sleep 1\n") for _ in range(2)]
+    cpu = slurm.submit_job(JobRequest(partition="cpu"), "sleep 1\n")
+    running = slurm.submit_job(JobRequest(partition="gpu"), "sleep 1\n")
+    fake.start(running)
+    before = fake.count("squeue")
+    infos = slurm.pending_infos([*gpu, cpu, running, gpu[0]])
+    assert fake.count("squeue") == before + 1
+    assert infos == {
+        gpu[0]: PendingInfo("Priority", None, 2, 3, "gpu"),
+        gpu[1]: PendingInfo("Priority", None, 3, 3, "gpu"),
+        cpu: PendingInfo("Priority", None, 1, 1, "cpu"),
+    }  # the running job is left out
+    assert other not in infos
+    assert slurm.pending_infos([]) == {}
+    assert fake.count("squeue") == before + 1  # nothing to ask: no query
+
+
+def test_pending_infos_asks_only_the_partitions_of_the_jobs_once_known() -> None:
+    runner = FakeRunner()
+    runner.reply("squeue", "1|cpu|N/A|Priority\n2|gpu|N/A|Resources\n3|gpu|N/A|Priority\n")
+    runner.reply("squeue", "1|cpu|N/A|Priority\n3|gpu|N/A|Priority\n")
+    runner.reply("squeue", "")
+    slurm = Slurm(runner)
+    assert slurm.pending_infos(["1", "3"]) == {
+        "1": PendingInfo("Priority", None, 1, 1, "cpu"),
+        "3": PendingInfo("Priority", None, 2, 2, "gpu"),
+    }
+    assert slurm.pending_infos(["1", "3"])["3"].position == 1
+    assert slurm.pending_infos(["3", "9"]) == {}  # 9's partition is not known: all are asked
+    first, second, third = runner.calls_to("squeue")
+    assert not any(a.startswith("--partition") for a in first.argv)
+    assert second.argv[-1] == "--partition=cpu,gpu"
+    assert not any(a.startswith("--partition") for a in third.argv)
+
+
+def test_the_default_pending_infos_asks_for_each_job() -> None:
+    fake = FakeSlurm()
+    backend = _NoQueue(fake)
+    waiting = backend.submit_job(JobRequest(), "sleep 1\n")
+    started = backend.submit_job(JobRequest(), "sleep 1\n")
+    fake.start(started)
+    assert backend.pending_infos([waiting, started]) == {
+        waiting: PendingInfo("Priority", None, None, None)
+    }

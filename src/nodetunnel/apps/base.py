@@ -221,18 +221,20 @@ def launcher_app(launcher: str, *words: Template, **recipe: object) -> App:
                launcher=launcher, **recipe)  # type: ignore[arg-type]  # fmt: skip
 
 
-def opening_page(url: str, title: str, login: LoginForm | None = None) -> str:
+def opening_page(url: str, title: str, login: LoginForm | None = None, *,
+                 nonce: str | None = None) -> str:  # fmt: skip
     """The page nodetunnel opens in the browser: it goes on to ``url`` (its token in the
     query, if any), or, with ``login``, posts the app's login form, and the app sends the
-    browser on."""
+    browser on (``nonce``: the script's, for a page served under a Content-Security-Policy)."""
     if login is None:
         href = html.escape(url, quote=True)
         return (f'<!DOCTYPE html><meta http-equiv="refresh" content="0; url={href}">'
                 f'<a href="{href}">Open {html.escape(title)}</a>\n')  # fmt: skip
     action, fields = login
+    script = f'<script nonce="{html.escape(nonce, quote=True)}">' if nonce else "<script>"
     inputs = "".join(f'<input type="hidden" name="{html.escape(k, quote=True)}" '
                      f'value="{html.escape(v, quote=True)}">' for k, v in fields)  # fmt: skip
     return (f'<!DOCTYPE html><form id="login" method="post" '
             f'action="{html.escape(action, quote=True)}">{inputs}'
             f"<button>Open {html.escape(title)}</button></form>"
-            "<script>document.getElementById('login').submit()</script>\n")  # fmt: skip
+            f"{script}document.getElementById('login').submit()</script>\n")  # fmt: skip

@@ -244,8 +244,7 @@ def serve(session: Any, info: Any, *, as_json: bool, browser: bool, detach: bool
 
     keeper = None
     if detach:
-        command, env = keeper_command(debug=root._debug)
-        command.append("--notify" if notify else "--no-notify")
+        command, env = keeper_command(debug=root._debug, notify=notify)
         keeper = session.detach(command, env=env)
     if as_json:
         print_json(info.to_json())

@@ -34,44 +34,41 @@ def _bell() -> None:
         click.echo("\a", err=True, nl=False)
 
 
+def rings_bell(*, foreground: bool, as_json: bool) -> bool:
+    """Whether notifications ring the terminal bell: in the ``foreground`` on a terminal,
+    desktop notification service or not; never where a program reads ``--json``."""
+    if not foreground or not sys.stderr.isatty():
+        return False
+    return not as_json or sys.stdout.isatty()
+
+
 def follow_events(session: Any, *, as_json: bool, notify: bool, foreground: bool) -> None:
     """Give ``session`` an ``on_event`` handler: JSON lines (``as_json``) and notifications
-    (``notify``; a terminal bell too in the ``foreground`` on a terminal). A notification
-    that no service took is logged where nobody watches a terminal (the detached keeper's
-    log), and with ``--debug``."""
+    (``notify``; a terminal bell too in the ``foreground`` on a terminal, see
+    :func:`rings_bell`). A notification that no service took is logged where nobody
+    watches a terminal (the detached keeper's log), and with ``--debug``."""
     from .. import cli as root
+    from ..notify import on_event, session_notifications
 
     handlers: list[Callable[[Any], None]] = []
     if as_json:
         handlers.append(JsonEvents())
     if notify:
-        from ..notify import Notifications, make_notifier
-
-        bell = _bell if foreground and sys.stderr.isatty() else None
+        bell = _bell if rings_bell(foreground=foreground, as_json=as_json) else None
         log = progress if not foreground or root._debug else None
-        handlers.append(Notifications(make_notifier(), bell=bell, log=log))
-    if not handlers:
-        return
+        handlers.append(session_notifications(bell=bell, log=log))
 
-    def on_event(event: Any) -> None:
-        for handler in handlers:
-            try:
-                handler(event)
-            except Exception as exc:  # showing an event must never break the session
-                if root._debug:
-                    say(f"debug: event handler failed: {exc!r}")
+    def failed(exc: Exception) -> None:
+        if root._debug:
+            say(f"debug: event handler failed: {exc!r}")
 
-    session.on_event = on_event
+    handler = on_event(handlers, on_error=failed)
+    if handler is not None:
+        session.on_event = handler
 
 
 def notify_setting(given: bool | None, cluster: str | None, config_file: Any) -> bool:
     """``--notify/--no-notify`` if given, else the ``notify`` key of the cluster's profile."""
-    if given is not None:
-        return given
-    from .. import config
-    from ..errors import UsageError
+    from ..notify import notify_setting as setting
 
-    try:
-        return bool(config.resolve(cluster, {}, config_file).notify)
-    except UsageError:  # a profile that went away since the session started: the default
-        return True
+    return setting(given, cluster, config_file)

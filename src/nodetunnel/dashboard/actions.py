@@ -1,7 +1,9 @@
 """The dashboard's buttons, each the library call the CLI makes for the same command.
 
 Start is ``nodetunnel APP --detach`` (:class:`~nodetunnel.session.Session`, then
-:meth:`~nodetunnel.session.Session.detach` to a background keeper); Stop is
+:meth:`~nodetunnel.session.Session.detach` to a background keeper), notifying as it
+does: this process while the job waits and starts, the keeper (``--notify`` or
+``--no-notify``, from the form) afterwards; Stop is
 ``nodetunnel stop``; Open is ``nodetunnel open``; Copy ssh-config entry is
 ``nodetunnel ssh-config``; Logs is ``nodetunnel logs -f``. Blocking calls: the
 web layer runs them in worker threads.
@@ -10,12 +12,17 @@ web layer runs them in worker threads.
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
 
+from ..apps import APPS
+from ..apps.base import LoginForm
 from ..errors import NodetunnelError, UsageError
+from ..events import Event
+from ..notify import Notifier, notify_setting, on_event, session_notifications
 from ..proc import ProcessRef, spawn_reading
 from ..session import LaunchRequest, Session, sshhosts
 from ..session.fleet import (
@@ -31,6 +38,8 @@ from ..transport.base import ClusterRef
 from .board import Board
 
 LOG_LINES = 200
+log = logging.getLogger(__name__)
+Keeper = Callable[..., tuple[list[str], dict[str, str]]]
 
 _starting: dict[str, Session] = {}  # sessions being started or attached in worker threads
 _starting_lock = threading.Lock()
@@ -81,12 +90,17 @@ def start_detached(
     req: LaunchRequest,
     *,
     session_factory: Callable[..., Session] = Session,
-    keeper: Callable[[], tuple[list[str], dict[str, str]]] = keeper_command,
+    keeper: Keeper = keeper_command,
+    notify: bool = True,
+    notifier: Notifier | None = None,
 ) -> str:
     """Start a session in a worker thread, as ``--detach`` does; return its id at once.
 
     The card shows its progress lines; a failure shows the CLI's message (the
-    job is cancelled by the usual clean-up).
+    job is cancelled by the usual clean-up). With ``notify`` (the form's, else the
+    profile's ``notify``) a job that waited notifies when it starts and its app is
+    ready (through ``notifier``, the dashboard's one backend, else a new one), and the
+    keeper notifies from then on.
     """
     sid = "nt-" + secrets.token_hex(4)
 
@@ -94,15 +108,27 @@ def start_detached(
         board.start_progress(sid, line)
 
     session = session_factory(req, progress=say, notice=say, store=store, session_id=sid)
+    if notify:
+        session.on_event = notifications(notifier)
     board.begin_start(sid, req.app.name, req.cluster.name)
 
     def steps(session: Session) -> None:
         session.start()
-        command, env = keeper()
+        command, env = keeper(notify=notify)
         session.detach(command, env=env)
 
     _run_session(board, session, sid, steps)
     return sid
+
+
+def notifications(notifier: Notifier | None = None) -> Callable[[Event], None] | None:
+    """A started session's notifications, as ``nodetunnel APP --detach`` sends them while
+    it starts (no terminal here, so no bell; one no service took goes to this log)."""
+
+    def failed(exc: Exception) -> None:
+        log.warning("a notification failed: %r", exc)
+
+    return on_event([session_notifications(log=log.warning, notifier=notifier)], on_error=failed)
 
 
 def attach_detached(
@@ -112,12 +138,14 @@ def attach_detached(
     *,
     connect: Connector = cluster_link,
     resume: Callable[..., Session] = Session.resume,
-    keeper: Callable[[], tuple[list[str], dict[str, str]]] = keeper_command,
+    keeper: Keeper = keeper_command,
+    config_file: str | None = None,
 ) -> str:
     """``nodetunnel attach ID --detach`` (``--cluster`` for a session from elsewhere).
 
     Finding (or claiming) the session happens here and may raise; re-opening
     the tunnel and handing it to a background keeper run in a worker thread.
+    The keeper notifies as the profile in ``config_file`` says, as ``attach`` does.
     """
     clusters = [ref for ref in board.clusters if not store.matching(key)]
     found = prepare_attach(store, key, clusters[:1], connect=connect)
@@ -129,10 +157,11 @@ def attach_detached(
 
     session = resume(record, progress=say, notice=say, store=store)
     board.begin_start(sid, record.app, record.cluster)
+    notify = notify_setting(None, record.cluster, config_file)
 
     def steps(session: Session) -> None:
         session.reattach()
-        command, env = keeper()
+        command, env = keeper(notify=notify)
         session.detach(command, env=env)
 
     _run_session(board, session, sid, steps)
@@ -163,9 +192,13 @@ def ssh_entry(store: SessionStore, session_id: str) -> dict[str, str]:
             "entry": entry.split("\nMatch ", 1)[0].strip() + "\n"}  # fmt: skip
 
 
-def open_target(store: SessionStore, session_id: str) -> str:
-    """The session's URL with its secret, for a redirect (``nodetunnel open``'s checks)."""
-    from ..session.fleet import process_alive
+def open_target(
+    store: SessionStore, session_id: str, app: str | None = None
+) -> tuple[str, str, LoginForm | None]:
+    """``nodetunnel open ID APP``'s checks, then the name and URL (with its secret) of the
+    session's main app, or of ``app`` (a name, or a number: 1 is the main app, 2 the first
+    ``--with``), and the login form to post for an app that logs in by one (else None)."""
+    from ..session.fleet import app_url, process_alive
 
     record = store.find(session_id)
     if not process_alive(record.tunnel_pid, record.tunnel_start):
@@ -173,7 +206,9 @@ def open_target(store: SessionStore, session_id: str) -> str:
             f"session {record.session_id} has no tunnel on this machine now",
             hint=f"run 'nodetunnel attach {record.session_id}' to bring it back",
         )
-    return record.url
+    name, url = app_url(record, app)
+    recipe = APPS.get(name)
+    return name, url, recipe.login_form(url, record.token) if recipe is not None else None
 
 
 @contextlib.contextmanager
@@ -204,6 +239,7 @@ __all__ = [
     "abandon_starts",
     "attach_detached",
     "follow_log",
+    "notifications",
     "one_line",
     "open_target",
     "ssh_entry",

@@ -1,7 +1,8 @@
 """What the dashboard shows: one card per session, from the same query ``nodetunnel list`` makes.
 
 :class:`Board` holds the last :func:`~nodetunnel.session.fleet.reconcile` result
-(one scheduler query per cluster), the sessions being started from the form,
+(one scheduler query per cluster, and one more while any of its jobs waits, for
+their places in the queue: :func:`pending_of`), the sessions being started from the form,
 and the ones that ended by themselves (shown with their cause until dismissed).
 It refreshes only when asked and never more often than ``interval_s`` (15 s,
 as a ``list`` in a loop would): the web layer asks only while a page is open.
@@ -16,13 +17,13 @@ import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from ..config import DEFAULT_WARN_BEFORE_S
 from ..errors import NodetunnelError
 from ..events import ENDED, RUNNING, WALLTIME_WARNING
-from ..scheduler.base import JobState, JobStatus, Scheduler
+from ..scheduler.base import JobState, JobStatus, PendingInfo, Scheduler
 from ..session.fleet import Connector, Link, cluster_link, process_alive, reconcile
 from ..session.keeper import job_end_message
 from ..session.model import SessionRow
@@ -44,17 +45,26 @@ class Pending:
     pending_in_partition: int | None = None
 
 
-def pending_info(scheduler: Scheduler, job_id: str, status: JobStatus) -> Pending:
-    """The pending job's reason, estimate and place in its partition's queue
-    (:meth:`Scheduler.pending_info`, one more query); if that query fails, what the
-    listing's status already says (reason and start estimate; no position).
+def pending_of(scheduler: Scheduler, statuses: Mapping[str, JobStatus]) -> dict[str, Pending]:
+    """The pending jobs among ``statuses`` (the listing's): each one's reason, estimate and
+    place in its partition's queue, from :meth:`Scheduler.pending_infos` (one more query
+    for all of them, none when no job waits); for a job that query does not show, or if
+    it fails, what the listing's status already says (reason and start estimate; no
+    position).
     """
+    waiting = {job_id: st for job_id, st in statuses.items() if st.state is JobState.PENDING}
+    if not waiting:
+        return {}
+    infos: dict[str, PendingInfo] = {}
     with contextlib.suppress(NodetunnelError):
-        info = scheduler.pending_info(job_id)
-        if info is not None:
-            return Pending(info.reason, info.estimated_start, info.position,
-                           info.pending_in_partition)  # fmt: skip
-    return Pending(status.reason, status.start_estimate)
+        infos = scheduler.pending_infos(list(waiting))
+    out = {}
+    for job_id, status in waiting.items():
+        info = infos.get(job_id)
+        out[job_id] = (Pending(info.reason, info.estimated_start, info.position,
+                               info.pending_in_partition) if info is not None
+                       else Pending(status.reason, status.start_estimate))  # fmt: skip
+    return out
 
 
 class _Observed:
@@ -148,9 +158,8 @@ class Board:
             with self._connect(ref) as link:
                 sched = seen[ref.name] = _Observed(link.scheduler)
                 yield Link(link.transport, cast(Scheduler, sched))
-                for job_id, status in sched.seen.items():  # on the same connection
-                    if status.state is JobState.PENDING:
-                        pending[(ref.name, job_id)] = pending_info(link.scheduler, job_id, status)
+                for job_id, place in pending_of(link.scheduler, sched.seen).items():  # same link
+                    pending[(ref.name, job_id)] = place
 
         with self._lock:  # also when the query fails: the next try waits its turn
             self.last_refresh = self._clock()
@@ -300,7 +309,8 @@ class Board:
             "job_id": row.job_id, "node": row.node, "state": state, "state_text": state,
             "here": row.here, "tunnel": ("up" if row.tunnel_up else "down") if row.here
             else "elsewhere", "attached": row.attached, "reconnects": row.reconnects,
-            "url": row.url if row.tunnel_up else "", "problem": row.problem, "pending": None,
+            "url": row.url if row.tunnel_up else "", "apps": _apps(row), "problem": row.problem,
+            "pending": None,
             "ended": False, "ended_at": None, "cause": "", "ends_at": None, "starts_at": None,
             "warn_before_s": DEFAULT_WARN_BEFORE_S, "created": now, "starting": False,
             "progress": [], "error": None, "dismissable": False,
@@ -328,11 +338,21 @@ class Board:
             ended = status.state if status is not None and status.state.finished else JobState.ENDED
             card.update(ended=True, ended_at=now, dismissable=True, can_open=False,
                         can_stop=False, can_ssh=False, can_logs=False, can_attach=False, url="",
-                        tunnel="down",
+                        apps=[{**a, "url": ""} for a in card["apps"]], tunnel="down",
                         cause=job_end_message(row.job_id, ended).removesuffix(
                             "; the session is over"))  # fmt: skip
             card["state_text"] = f"ENDED: {card['cause']}"
         return card
+
+
+def _apps(row: SessionRow) -> list[dict[str, Any]]:
+    """Every app of the session, the main one first (more with ``--with``): its name, its
+    number (as ``nodetunnel open ID N`` takes it) and its URL without the secret (while the
+    tunnel is up)."""
+    extras = row.record.extras if row.record is not None else []
+    apps = [(row.app, row.url), *((str(e.get("app", "")), str(e.get("url", ""))) for e in extras)]
+    return [{"name": name, "number": n, "url": url.split("?", 1)[0] if row.tunnel_up else ""}
+            for n, (name, url) in enumerate(apps, 1)]  # fmt: skip
 
 
 def _row_of(record: SessionRecord) -> SessionRow:
@@ -355,5 +375,5 @@ __all__ = [
     "Board",
     "Pending",
     "Start",
-    "pending_info",
+    "pending_of",
 ]

@@ -39,10 +39,18 @@ def _message(exc: NodetunnelError) -> str:
     return exc.message + (f" ({exc.hint})" if exc.hint else "")
 
 
+#: How the form's text fields may say yes and no (``--notify``: "false", "no", "off").
+BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True,
+              "false": False, "no": False, "off": False, "0": False}  # fmt: skip
+
+
 def value_text(value: Any) -> str:
-    """A setting as the form shows it: lists as shell words, unset as empty."""
+    """A setting as the form shows it: lists as shell words, booleans as in TOML, unset as
+    empty."""
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, tuple | list):
         return shlex.join(str(v) for v in value)
     return str(value)
@@ -85,6 +93,10 @@ def _parse(kind: str, text: str) -> Any:
         return tuple(shlex.split(text))
     if kind == "pos_int":
         return int(text) if text.isdigit() else text
+    if kind == "bool":
+        if text.lower() not in BOOL_WORDS:
+            raise ValueError("expected true or false")
+        return BOOL_WORDS[text.lower()]
     return text
 
 

@@ -20,11 +20,12 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import jinja2
 from starlette.applications import Starlette
@@ -42,7 +43,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..apps.base import LoginForm, opening_page
 from ..errors import NodetunnelError
+from ..notify import Notifier, make_notifier
 from ..session import LaunchRequest
 from ..state import SessionStore
 from . import actions, forms
@@ -124,6 +127,18 @@ def _secure_headers(response: Response) -> Response:
     return response
 
 
+def _login_page(title: str, url: str, login: LoginForm) -> Response:
+    """For an app that logs in by a form (Panel, code-server): the page that posts it, as
+    ``nodetunnel open`` opens it; its one script and the post allowed by its own policy."""
+    nonce = secrets.token_urlsafe(16)
+    parts = urlsplit(login[0])
+    response = _secure_headers(HTMLResponse(opening_page(url, title, login, nonce=nonce)))
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; "
+        f"form-action {parts.scheme}://{parts.netloc}; base-uri 'none'; frame-ancestors 'none'")  # fmt: skip
+    return response
+
+
 class Changes:
     """Wakes the event streams when the board changes (from any thread)."""
 
@@ -157,10 +172,11 @@ def make_app(
     auth: Auth,
     *,
     config_file: str | None = None,
-    start: Callable[[LaunchRequest], str] | None = None,
+    start: Callable[..., str] | None = None,
     connect: Any = None,
 ) -> ASGIApp:
-    """The dashboard as an ASGI app (``start``: how to start a session; default: detached)."""
+    """The dashboard as an ASGI app (``start``: how to start a session, called with the
+    request and ``notify=``; default: detached)."""
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -169,7 +185,15 @@ def make_app(
     board.on_change = changes.fire
     subscribers = [0]
     extra = {"connect": connect} if connect is not None else {}
-    start_session = start or (lambda req: actions.start_detached(board, store, req))
+    notifiers: list[Notifier] = []  # one backend for every start from this dashboard
+
+    def start_detached(req: LaunchRequest, *, notify: bool) -> str:
+        if notify and not notifiers:
+            notifiers.append(make_notifier())
+        return actions.start_detached(board, store, req, notify=notify,
+                                      notifier=notifiers[0] if notifiers else None)  # fmt: skip
+
+    start_session = start or start_detached
 
     def page(name: str, **ctx: Any) -> Response:
         html = templates.get_template(name).render(csrf=auth.csrf, **ctx)
@@ -210,7 +234,7 @@ def make_app(
             parsed = await run_in_threadpool(forms.parse_form, data, config_file)
         except forms.FormErrors as exc:
             return _secure_headers(JSONResponse({"errors": exc.errors}, status_code=400))
-        sid = start_session(parsed.request)
+        sid = start_session(parsed.request, notify=bool(parsed.settings.notify))
         return _secure_headers(JSONResponse({"session_id": sid}))
 
     async def cards(request: Request) -> Response:
@@ -249,12 +273,15 @@ def make_app(
 
     async def open_view(request: Request) -> Response:
         try:
-            url = await run_in_threadpool(actions.open_target, store,
-                                          request.path_params["sid"])  # fmt: skip
+            name, url, login = await run_in_threadpool(
+                actions.open_target, store, request.path_params["sid"],
+                request.path_params.get("app"))  # fmt: skip
         except NodetunnelError as exc:
             return _secure_headers(PlainTextResponse(actions.one_line(exc) + "\n",
                                                      status_code=409))  # fmt: skip
-        return _secure_headers(RedirectResponse(url, status_code=303))
+        if login is None:
+            return _secure_headers(RedirectResponse(url, status_code=303))
+        return _login_page(name, url, login)
 
     async def stop_view(request: Request) -> Response:
         try:
@@ -267,7 +294,7 @@ def make_app(
     async def attach_view(request: Request) -> Response:
         try:
             sid = await run_in_threadpool(lambda: actions.attach_detached(
-                board, store, request.path_params["sid"], **extra))  # fmt: skip
+                board, store, request.path_params["sid"], config_file=config_file, **extra))  # fmt: skip
         except NodetunnelError as exc:
             return failed(exc)
         return _secure_headers(JSONResponse({"session_id": sid}))
@@ -302,6 +329,7 @@ def make_app(
         Route("/api/cards", cards),
         Route("/events", events),
         Route("/open/{sid}", open_view),
+        Route("/open/{sid}/{app}", open_view),
         Route("/api/sessions/{sid}/stop", stop_view, methods=["POST"]),
         Route("/api/sessions/{sid}/ssh-config", ssh_view, methods=["POST"]),
         Route("/api/sessions/{sid}/attach", attach_view, methods=["POST"]),

@@ -12,6 +12,9 @@ ended unexpectedly.
   session, and where no notification service exists it falls back to a log line.
 * :func:`make_notifier` picks the backend: ``$NODETUNNEL_NOTIFIER`` (``desktop``,
   ``none``, or ``record:PATH``, the hook the tests use) or the desktop.
+* :func:`on_event` makes a session's one ``on_event`` handler from several (the
+  notifications, the CLI's JSON lines), so that one that fails never breaks the session:
+  every starter (an app command, ``attach``, the dashboard's form) builds it the same way.
 
 Which events notify: **started** and **ready** only when the job waited in the queue for
 :data:`NOTIFY_AFTER_PENDING_S` or more (a job that starts at once is watched in the
@@ -24,9 +27,9 @@ from __future__ import annotations
 import abc
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..events import ENDED, READY, RUNNING, WALLTIME_WARNING, Event
 
@@ -91,9 +94,9 @@ def _minutes_text(seconds: float) -> str:
 class Notifications:
     """A session's ``on_event`` handler that turns events into notifications.
 
-    ``bell`` (the terminal bell, in the foreground) is called with each one
-    shown; ``log`` gets a line for each one no notification service took.
-    Each kind is notified at most once per session.
+    ``bell`` (the terminal bell, in the foreground) is called with each one, whether or
+    not a notification service took it; ``log`` gets a line for each one no notification
+    service took. Each kind is notified at most once per session.
     """
 
     def __init__(
@@ -118,10 +121,10 @@ class Notifications:
         if note is None or (note.session_id, note.kind) in self._sent:
             return
         self._sent.add((note.session_id, note.kind))
-        if self.notifier.send(note):
-            if self.bell is not None:
-                self.bell()
-        elif self.log is not None:
+        shown = self.notifier.send(note)
+        if self.bell is not None:
+            self.bell()
+        if not shown and self.log is not None:
             self.log(f"notification (no notification service here): {note.title}: "
                      f"{note.message}")  # fmt: skip
 
@@ -148,6 +151,54 @@ class Notifications:
         return None
 
 
+def on_event(
+    handlers: Sequence[Callable[[Event], None]],
+    *,
+    on_error: Callable[[Exception], None] | None = None,
+) -> Callable[[Event], None] | None:
+    """A session's ``on_event``: each event to every one of ``handlers`` in turn (None when
+    there are none). A handler that raises is reported to ``on_error`` and the others still
+    run: showing an event must never break the session."""
+    if not handlers:
+        return None
+    chain = tuple(handlers)
+
+    def handle(event: Event) -> None:
+        for handler in chain:
+            try:
+                handler(event)
+            except Exception as exc:
+                if on_error is not None:
+                    on_error(exc)
+
+    return handle
+
+
+def session_notifications(
+    *,
+    bell: Callable[[], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    notifier: Notifier | None = None,
+) -> Notifications:
+    """The notifications of a session, through ``notifier`` (a process that starts many
+    sessions shares one), else the backend :func:`make_notifier` picks."""
+    return Notifications(notifier or make_notifier(), bell=bell, log=log)
+
+
+def notify_setting(given: bool | None, cluster: str | None, config_file: Any = None) -> bool:
+    """``--notify/--no-notify`` if ``given``, else the ``notify`` key of the cluster's
+    profile (a profile that went away since the session started: on)."""
+    if given is not None:
+        return given
+    from ..config import resolve
+    from ..errors import UsageError
+
+    try:
+        return bool(resolve(cluster, {}, config_file).notify)
+    except UsageError:
+        return True
+
+
 __all__ = [
     "NOTIFIER_ENV",
     "NOTIFY_AFTER_PENDING_S",
@@ -156,4 +207,7 @@ __all__ = [
     "Notifier",
     "NullNotifier",
     "make_notifier",
+    "notify_setting",
+    "on_event",
+    "session_notifications",
 ]

@@ -331,6 +331,16 @@ class Scheduler(abc.ABC):
             return None
         return PendingInfo(status.reason, self.start_estimate(job_id), None, None)
 
+    def pending_infos(self, job_ids: Sequence[str]) -> dict[str, PendingInfo]:
+        """Where each of ``job_ids`` that is still pending stands in the queue (a job not
+        pending is left out).
+
+        A backend that can see the queue answers with one query for all of them; this
+        default asks :meth:`pending_info` for each.
+        """
+        found = {job_id: self.pending_info(job_id) for job_id in dict.fromkeys(job_ids)}
+        return {job_id: info for job_id, info in found.items() if info is not None}
+
     @abc.abstractmethod
     def cancel_command(self, job_ids: Sequence[str]) -> str:
         """The command a user runs on the cluster to cancel ``job_ids`` by hand."""

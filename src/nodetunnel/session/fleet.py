@@ -378,8 +378,11 @@ def app_url(record: SessionRecord, app: str | None = None) -> tuple[str, str]:
     return apps[pick([name for name, _ in apps], app)]
 
 
-def keeper_command(*, debug: bool = False) -> tuple[list[str], dict[str, str]]:
-    """This program, re-executed to keep a session in the background (see Session.detach)."""
+def keeper_command(
+    *, debug: bool = False, notify: bool | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """This program, re-executed to keep a session in the background (see Session.detach);
+    ``notify`` given: it notifies (``--notify``) or not, else as the profile says."""
     from .. import __file__ as package_init
 
     env = dict(os.environ)
@@ -390,4 +393,6 @@ def keeper_command(*, debug: bool = False) -> tuple[list[str], dict[str, str]]:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     argv = [sys.executable, "-m", "nodetunnel", *(["--debug"] if debug else []),
             "attach", "--no-browser", "--take-over", str(os.getpid())]  # fmt: skip
+    if notify is not None:
+        argv.append("--notify" if notify else "--no-notify")
     return argv, env

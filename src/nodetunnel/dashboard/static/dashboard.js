@@ -66,6 +66,10 @@ function updateTimeLeft(wrap) {
     `${duration(left)} left` + (warn ? " — the time limit is near: save your work" : "");
 }
 
+function openHref(card, app) {  // like 'nodetunnel open ID APP': 1 is the main app
+  return app.number === 1 ? `/open/${card.id}` : `/open/${card.id}/${encodeURIComponent(app.number)}`;
+}
+
 function renderCard(card) {
   const node = el("article", {className: `card s-${card.state}`, "data-id": card.id,
                               "data-state": card.state, "aria-label": `${card.app} ${card.id}`});
@@ -84,7 +88,13 @@ function renderCard(card) {
   if (card.reconnects) tunnel += ` (${card.reconnects} reconnects)`;
   if (card.here && !card.starting && !card.ended) tunnel += card.attached ? ", kept in the background" : ", not kept";
   row("tunnel", tunnel);
-  row("URL", card.url);
+  const apps = card.apps && card.apps.length ? card.apps : [{name: card.app, number: 1, url: card.url}];
+  for (const app of apps) {  // every app of the job (--with): its name and its URL
+    if (!app.url) continue;
+    const link = card.can_open ?
+      el("a", {href: openHref(card, app), target: "_blank", rel: "noopener", text: app.url}) : app.url;
+    dl.append(el("dt", {text: apps.length > 1 ? `URL: ${app.name}` : "URL"}), el("dd", {className: "url"}, link));
+  }
   node.append(dl);
   if (card.pending) node.append(el("p", {className: "pending", text: pendingText(card.pending)}));
   if (card.cause) node.append(el("p", {className: "cause", text: card.cause}));
@@ -98,7 +108,14 @@ function renderCard(card) {
   }
   if (card.error) node.append(el("p", {className: "error", text: card.error}));
   const actions = el("div", {className: "actions"});
-  if (card.can_open) actions.append(el("a", {className: "button primary", href: `/open/${card.id}`, target: "_blank", rel: "noopener", "data-act": "open", text: "Open"}));
+  if (card.can_open) {
+    for (const app of apps) {
+      const main = app.number === 1;
+      actions.append(el("a", {className: main ? "button primary" : "button", href: openHref(card, app),
+                              target: "_blank", rel: "noopener", "data-act": main ? "open" : `open-${app.number}`,
+                              text: apps.length > 1 ? `Open ${app.name}` : "Open"}));
+    }
+  }
   if (card.can_logs) actions.append(el("a", {className: "button", href: `/logs/${card.id}`, target: "_blank", rel: "noopener", "data-act": "logs", text: "Logs"}));
   if (card.can_attach) actions.append(el("button", {type: "button", className: "primary", "data-act": "attach", text: card.here ? "Attach" : "Attach here"}));
   if (card.can_ssh) actions.append(el("button", {type: "button", "data-act": "ssh", text: "Copy ssh-config entry"}));

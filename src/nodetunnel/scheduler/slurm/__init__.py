@@ -35,6 +35,7 @@ from .parse import (
     expand_hostlist,
     parse_named_jobs,
     parse_pending,
+    parse_pending_queue,
     parse_sacct,
     parse_sbatch_output,
     parse_squeue,
@@ -72,6 +73,7 @@ __all__ = [
     "job_script",
     "parse_named_jobs",
     "parse_pending",
+    "parse_pending_queue",
     "parse_sacct",
     "parse_sbatch_output",
     "parse_squeue",
@@ -225,26 +227,38 @@ class Slurm(Scheduler):
         return _none_if_na(lines[0]) if lines else None
 
     def pending_info(self, job_id: str) -> PendingInfo | None:
-        """Where a pending job stands, with **one** squeue: the pending jobs of its partition,
-        by priority (``--sort=-p,i``), with their start estimates (``--start``).
-
-        The partition is the one asked for at submit, or learnt from the first answer
-        (before that, every pending job the user may see is listed: one query still).
-        """
+        """Where a pending job stands, with **one** squeue (see :meth:`pending_infos`)."""
         jid = check_job_id(job_id)
+        return self.pending_infos([jid]).get(jid)
+
+    def pending_infos(self, job_ids: Sequence[str]) -> dict[str, PendingInfo]:
+        """Where each of ``job_ids`` stands, with **one** squeue for all of them: the pending
+        jobs of their partitions, by priority (``--sort=-p,i``), with their start estimates
+        (``--start``).
+
+        A job's partition is the one asked for at submit, or learnt from an earlier
+        answer; while one is not known, every pending job the user may see is listed
+        (one query still).
+        """
+        ids = list(dict.fromkeys(check_job_id(j) for j in job_ids))
+        if not ids:
+            return {}
         argv = ["squeue", "--noheader", "--start", "--states=PD", "--sort=-p,i",
                 f"--format={PENDING_FORMAT}"]  # fmt: skip
-        partition = self._partition_of.get(jid)
-        if partition:
-            check_value("--partition", partition)
-            argv.append(f"--partition={partition}")
+        known = [self._partition_of.get(jid) for jid in ids]
+        if all(known):
+            names = sorted({p for part in known if part for p in part.split(",") if p})
+            for name in names:
+                check_value("--partition", name)
+            argv.append(f"--partition={','.join(names)}")
         done = self._run(argv)
         if done.returncode != 0:
-            raise self._failed("squeue", done, f"could not read the queue of job {jid}")
-        info = parse_pending(done.stdout, jid)
-        if info is not None and info.partition:
-            self._partition_of[jid] = info.partition
-        return info
+            raise self._failed("squeue", done, f"could not read the queue of job {', '.join(ids)}")
+        found = parse_pending_queue(done.stdout, ids)
+        for jid, info in found.items():
+            if info.partition:
+                self._partition_of[jid] = info.partition
+        return found
 
     def cancel_jobs(self, job_ids: Sequence[str]) -> None:
         """One ``scancel ID ID ...``; jobs that already ended (or are unknown) are no error."""

@@ -249,6 +249,12 @@ def parse_pending(stdout: str, job_id: str) -> PendingInfo | None:
     among them (no longer pending). Lines that cannot be read are skipped: this
     only informs the user, it never fails a start.
     """
+    return parse_pending_queue(stdout, [job_id]).get(job_id)
+
+
+def parse_pending_queue(stdout: str, job_ids: Sequence[str]) -> dict[str, PendingInfo]:
+    """Each of ``job_ids`` still among the pending jobs of ``squeue -o PENDING_FORMAT``
+    output, with its place in its partitions' queue (as :func:`parse_pending` counts it)."""
     rows: list[tuple[str, frozenset[str], str, str]] = []
     seen: set[str] = set()
     for line in stdout.splitlines():
@@ -261,15 +267,17 @@ def parse_pending(stdout: str, job_id: str) -> PendingInfo | None:
             continue
         seen.add(jid)
         rows.append((jid, parts, start, reason))
-    mine = next((row for row in rows if row[0] == job_id), None)
-    if mine is None:
-        return None
-    _, my_parts, start, reason = mine
-    queue = [row[0] for row in rows if row[1] & my_parts]
-    return PendingInfo(
-        reason=_none_if_na(reason),
-        estimated_start=parse_start(start),
-        position=queue.index(job_id) + 1,
-        pending_in_partition=len(queue),
-        partition=",".join(sorted(my_parts)),
-    )
+    wanted = set(job_ids)
+    found: dict[str, PendingInfo] = {}
+    for jid, my_parts, start, reason in rows:
+        if jid not in wanted:
+            continue
+        queue = [row[0] for row in rows if row[1] & my_parts]
+        found[jid] = PendingInfo(
+            reason=_none_if_na(reason),
+            estimated_start=parse_start(start),
+            position=queue.index(jid) + 1,
+            pending_in_partition=len(queue),
+            partition=",".join(sorted(my_parts)),
+        )
+    return found
