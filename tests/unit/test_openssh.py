@@ -695,8 +695,9 @@ SSH_FAILURES = [
 
 @pytest.mark.parametrize(("stderr", "message", "hint"), SSH_FAILURES)
 def test_run_translates_ssh_failures(
-    fake_ssh: FakeSsh, stderr: str, message: str, hint: str
+    fake_ssh: FakeSsh, stderr: str, message: str, hint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(ssh, "has_terminal", lambda: True)  # where a code could be typed
     conn = make_ssh(ssh_binary=fake_ssh(rc=255, stderr=stderr))
     with pytest.raises(SshError) as info:
         conn.run(["squeue"], timeout_s=10)
@@ -890,3 +891,139 @@ def test_a_refused_code_names_the_hop_not_its_address() -> None:
     assert err.message.startswith("authentication failed at login (keyboard-interactive)")
     assert err.message.endswith("ntbob@198.18.1.2: Permission denied (keyboard-interactive).")
     assert "'ssh login'" in (err.hint or "")
+
+
+CLOSED = "Connection closed by UNKNOWN port 65535\r\n"
+ASKS_CODE = "ntbob@login: Permission denied (keyboard-interactive).\r\n"
+
+
+def _two_faced_ssh(tmp_path: Path, first: str, retry: str, retry_rc: int = 255) -> OpenSSH:
+    """An ssh that fails with ``first``, and with ``retry`` when run with the diagnose config."""
+    diagnose = tmp_path / "ssh_config.diagnose"
+    diagnose.write_text("")
+    calls = tmp_path / "ssh-calls.jsonl"
+    prog = tmp_path / "two-faced-ssh"
+    prog.write_text(
+        f"#!{sys.executable} -IS\n"
+        "import json, sys\n"
+        f"with open({str(calls)!r}, 'a') as f:\n"
+        "    f.write(json.dumps({'argv': sys.argv, 'stdin': ''}) + '\\n')\n"
+        f"again = sys.argv[2] == {str(diagnose)!r}\n"
+        f"sys.stderr.write({retry!r} if again else {first!r})\n"
+        f"sys.exit({retry_rc} if again else 255)\n"
+    )
+    prog.chmod(0o755)
+    return OpenSSH(["login", "gateway"], config_path=CONFIG, ssh_binary=str(prog),
+                   diagnose_config_path=diagnose)  # fmt: skip
+
+
+def test_a_retry_refused_only_for_want_of_a_code_never_reports_a_refused_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A ProxyJump whose inner ssh failed says only "Connection closed"; the BatchMode retry
+    # at an MFA host is always refused for want of a code, which nobody typed.
+    monkeypatch.setattr(ssh, "has_terminal", lambda: True)
+    conn = _two_faced_ssh(tmp_path, CLOSED, ASKS_CODE)
+    with pytest.raises(SshError) as info:
+        conn.run(["squeue"], timeout_s=10)
+    err = info.value
+    assert len(recorded(tmp_path)) == 2  # the retry ran
+    assert err.message == "cannot reach the cluster (login -> gateway): " + CLOSED.strip()
+    assert "code" not in err.message
+    assert "code" not in (err.hint or "")
+    assert err.exit_code == ExitCode.CONNECTION
+
+
+def test_a_retry_asking_for_a_code_without_a_terminal_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ssh, "has_terminal", lambda: False)
+    conn = _two_faced_ssh(tmp_path, CLOSED, ASKS_CODE)
+    with pytest.raises(SshError) as info:
+        conn.run(["squeue"], timeout_s=10)
+    err = info.value
+    assert err.message.startswith(
+        "authentication at login asks for a one-time code or password (keyboard-interactive), "
+        "and this ssh had no terminal to ask it on (on the way login -> gateway): "
+        + CLOSED.strip()  # the original error first, what the retry found after it
+    )
+    assert err.message.endswith(f"(retried without connection sharing or prompts: "
+                                f"{ASKS_CODE.strip()})")  # fmt: skip
+    assert "not accepted" not in err.message + (err.hint or "")
+    assert "multiplex = true" in (err.hint or "")
+
+
+def test_a_retry_names_a_refused_key_after_the_original_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ssh, "has_terminal", lambda: True)
+    refused = "ntbob@login: Permission denied (publickey).\r\n"
+    conn = _two_faced_ssh(tmp_path, CLOSED, refused)
+    with pytest.raises(SshError) as info:
+        conn.run(["squeue"], timeout_s=10)
+    err = info.value
+    assert err.message == (
+        f"authentication refused on the way login -> gateway: {CLOSED.strip()} "
+        f"(retried without connection sharing or prompts: {refused.strip()})"
+    )
+    assert "Permission denied (publickey)" in err.stderr_tail
+
+
+@pytest.mark.parametrize(("retry", "rc"), [("", 255), ("fine\n", 0), ("odd\n", 1)])
+def test_a_retry_that_finds_nothing_leaves_the_original(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, retry: str, rc: int
+) -> None:
+    monkeypatch.setattr(ssh, "has_terminal", lambda: True)
+    conn = _two_faced_ssh(tmp_path, CLOSED, retry, retry_rc=rc)
+    with pytest.raises(SshError) as info:
+        conn.run(["squeue"], timeout_s=10)
+    assert info.value.message == "cannot reach the cluster (login -> gateway): " + CLOSED.strip()
+
+
+def test_a_retry_that_times_out_leaves_the_original(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nodetunnel.errors import CommandTimeout
+
+    conn = _two_faced_ssh(tmp_path, CLOSED, ASKS_CODE)
+    real = ssh.run
+
+    def run(argv: list[str], **kw: Any) -> Completed:
+        if str(conn.diagnose_config_path) in argv:
+            raise CommandTimeout(argv, 60, "")
+        return real(argv, **kw)
+
+    monkeypatch.setattr(ssh, "run", run)
+    with pytest.raises(SshError) as info:
+        conn.run(["squeue"], timeout_s=10)
+    assert info.value.message == "cannot reach the cluster (login -> gateway): " + CLOSED.strip()
+
+
+def test_a_batch_mode_login_at_an_mfa_host_is_not_a_refused_code(
+    fake_ssh: FakeSsh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A keeper's config says BatchMode yes: ssh asks nothing even where a terminal is.
+    monkeypatch.setattr(ssh, "has_terminal", lambda: True)
+    conn = make_ssh(ssh_binary=fake_ssh(rc=255, stderr=ASKS_CODE))
+    conn.batch_mode = True
+    with pytest.raises(SshError) as info:
+        conn.run(["squeue"], timeout_s=10)
+    err = info.value
+    assert err.message.startswith("authentication at login asks for a one-time code")
+    assert "not accepted" not in (err.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("stderr", "start"),
+    [
+        (ASKS_CODE, "authentication at login asks for a one-time code or password"),
+        ("u@login: Permission denied (password).", "authentication at login asks for"),
+        # A key was refused too: not only for want of an answer.
+        ("u@login: Permission denied (publickey,keyboard-interactive).", "authentication refused"),
+        ("u@login: Permission denied (publickey).", "authentication refused"),
+    ],
+)
+def test_a_login_without_a_terminal(stderr: str, start: str) -> None:
+    err = translate_ssh_failure(["ssh"], _completed(stderr), ["login", "gateway"], prompt=False)
+    assert err.message.startswith(start)
+    assert "not accepted" not in (err.hint or "")

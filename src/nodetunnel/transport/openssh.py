@@ -23,11 +23,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import CommandError, NodetunnelError, UsageError
+from ..errors import CommandError, NodetunnelError, SshError, UsageError
 from ..proc import Completed, run
 from ..quoting import remote_command
 from .sharing import close_masters
-from .sshfailures import _KNOWN_FAILURE, translate_ssh_failure
+from .sshfailures import _KNOWN_FAILURE, needs_prompt, translate_ssh_failure
 from .terminal import has_terminal, run_on_terminal
 
 if TYPE_CHECKING:
@@ -205,6 +205,8 @@ class OpenSSH:
         #: (see :mod:`.terminal`); every later command then runs away from the terminal.
         self.open_first = False
         self.masters_open = False
+        #: The config says ``BatchMode yes``: ssh asks nothing, even on a terminal.
+        self.batch_mode = False
 
     @property
     def submit_host(self) -> str:
@@ -246,8 +248,8 @@ class OpenSSH:
         argv[-1] = marked_command(argv[-1])
         if self.open_first and not self.masters_open and not self.shielded:
             self.open_masters(timeout_s=max(timeout_s, 600))
-        done = run(argv, input=input, timeout_s=timeout_s, check=False,
-                   new_session=self.shielded or self.masters_open)  # fmt: skip
+        away = self.shielded or self.masters_open
+        done = run(argv, input=input, timeout_s=timeout_s, check=False, new_session=away)
         if done.returncode == 255 and self.masters_open and not self.shielded \
                 and "Permission denied" in done.stderr and has_terminal():  # fmt: skip
             # A shared connection went away and the new one needs a prompt: ask on the
@@ -255,9 +257,9 @@ class OpenSSH:
             self.masters_open = False
             self.open_masters(timeout_s=max(timeout_s, 600))
             done = run(argv, input=input, timeout_s=timeout_s, check=False, new_session=True)
+            away = True
         if done.returncode == 255:
-            failed = self._diagnose(argv, done)
-            raise translate_ssh_failure(argv, failed, self.jump, self._aliases(failed.stderr))
+            raise self._failure(argv, done, on_terminal=not away and has_terminal())
         done = dataclasses.replace(done, stdout=after_marker(done.stdout))
         if check and done.returncode != 0:
             raise CommandError(argv, done.returncode, done.stderr or done.stdout)
@@ -277,8 +279,7 @@ class OpenSSH:
             argv = [*self.base_argv(via), "-T", "--", dest, "true"]
             done = run_on_terminal(argv, timeout_s=timeout_s)
             if done.returncode == 255:
-                failed = self._diagnose(argv, done)
-                raise translate_ssh_failure(argv, failed, self.jump, self._aliases(failed.stderr))
+                raise self._failure(argv, done, on_terminal=has_terminal())
         self.masters_open = True
 
     def _aliases(self, stderr: str) -> dict[str, str]:
@@ -295,13 +296,27 @@ class OpenSSH:
                     names.setdefault(m[1], host)
         return names
 
-    def _diagnose(self, argv: list[str], failed: Completed) -> Completed:
-        """The same connection without sharing or prompts, for ssh's own reason of a failure."""
-        if self.diagnose_config_path is None or _KNOWN_FAILURE.search(failed.stderr):
-            return failed
-        again = [self.ssh_binary, "-F", str(self.diagnose_config_path), *argv[3:-1], "true"]
-        retry = run(again, timeout_s=60, check=False)
-        return retry if retry.returncode == 255 and retry.stderr.strip() else failed
+    def _failure(self, argv: list[str], failed: Completed, *, on_terminal: bool) -> SshError:
+        """ssh's exit 255 as one error naming its cause; ``on_terminal``: ssh could have asked.
+
+        When ssh named no cause it knows (``_KNOWN_FAILURE``), e.g. only "Connection closed"
+        from a jump host whose reason stayed in the shared-connection process, the same
+        connection is tried once more without sharing or prompts (BatchMode). What that
+        retry finds is shown after the original error, never in its place; and a retry
+        refused only for want of a prompt's answer finds nothing new: a BatchMode login is
+        always refused so at an MFA host, though no code was ever typed.
+        """
+        prompt = on_terminal and not self.batch_mode
+        finding = ""
+        if self.diagnose_config_path is not None and not _KNOWN_FAILURE.search(failed.stderr):
+            again = [self.ssh_binary, "-F", str(self.diagnose_config_path), *argv[3:-1], "true"]
+            with contextlib.suppress(NodetunnelError):  # a retry that hangs tells nothing
+                retry = run(again, timeout_s=60, check=False)
+                if retry.returncode == 255 and not (prompt and needs_prompt(retry.stderr)):
+                    finding = retry.stderr
+        aliases = self._aliases(failed.stderr + finding)
+        return translate_ssh_failure(argv, failed, self.jump, aliases, finding=finding,
+                                     prompt=prompt)  # fmt: skip
 
     def forward_argv(
         self, node: str, local_port: int, remote: str, extra: Sequence[tuple[int, str]] = ()
@@ -420,6 +435,7 @@ class OpenSSHTransport:
             diagnose_config_path=local_dir / "ssh_config.diagnose",
         )
         self.ssh.open_first = self.settings.multiplex and not self.settings.batch_mode
+        self.ssh.batch_mode = self.settings.batch_mode
         self._connected = False
 
     @property
@@ -456,6 +472,7 @@ class OpenSSHTransport:
             with os.fdopen(fd, "w") as f:
                 f.write(text)
             self.ssh.config_path = path
+            self.ssh.batch_mode = True
         self._connected = True  # the configs in local_dir and the control sockets stay
 
     def close(self) -> None:
