@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CommandError, NodetunnelError, SshError, UsageError
-from ..proc import Completed, run
+from ..proc import Completed, run, run_attached
 from ..quoting import remote_command
 from .sharing import close_masters
 from .sshfailures import _KNOWN_FAILURE, needs_prompt, translate_ssh_failure
@@ -511,6 +511,15 @@ class OpenSSHTransport:
         return self.ssh.command_argv(self.ssh.submit_host, self.ssh.jump[:-1], argv)
 
     submit_argv = attached_argv
+
+    def run_attached(self, argv: Sequence[str]) -> int:
+        """Run ``argv`` on the submit host with this terminal attached (``logs -f``); return
+        its exit code. ssh's own failure (exit 255) raises SshError naming the cause."""
+        full = self.attached_argv(argv)
+        done = run_attached(full)
+        if done.returncode == 255:
+            raise self.ssh._failure(full, done, on_terminal=has_terminal())
+        return done.returncode
 
     def forward_argv(
         self, node: str, local_port: int, remote: str, extra: Sequence[tuple[int, str]] = ()
