@@ -90,15 +90,20 @@ def make_ssh(*, user: str | None = None, ssh_binary: str = "ssh") -> OpenSSH:
 
 
 # ------------------------------------------------------------------ render_config
+HOPS = ["login", "gateway"]
+
+
 def test_render_config_golden(golden: Golden) -> None:
-    text = render_config(control_dir=CONTROL_DIR, settings=SshSettings(), includes=INCLUDES)
+    text = render_config(control_dir=CONTROL_DIR, settings=SshSettings(), includes=INCLUDES,
+                         hops=HOPS)  # fmt: skip
     golden("ssh_config.session", text)
 
 
 def test_render_config_no_multiplex_golden(golden: Golden) -> None:
     text = render_config(
-        control_dir=CONTROL_DIR, settings=SshSettings(multiplex=False), includes=INCLUDES
-    )
+        control_dir=CONTROL_DIR, settings=SshSettings(multiplex=False), includes=INCLUDES,
+        hops=HOPS,
+    )  # fmt: skip
     golden("ssh_config.session-nomux", text)
 
 
@@ -188,10 +193,11 @@ def test_render_config_control_dir_with_quote_is_fine_without_multiplex() -> Non
 needs_ssh = pytest.mark.skipif(shutil.which("ssh") is None, reason="OpenSSH client not installed")
 
 
-def _ssh_g(config: Path, host: str) -> dict[str, str]:
-    """``ssh -G``: how ssh reads ``config`` for ``host`` (parses only, connects nowhere)."""
+def _ssh_g_all(config: Path, host: str, *options: str) -> dict[str, list[str]]:
+    """``ssh -G``: how ssh reads ``config`` for ``host`` (parses only, connects nowhere),
+    every value of each keyword."""
     done = subprocess.run(
-        ["ssh", "-G", "-F", str(config), host],
+        ["ssh", "-G", "-F", str(config), *options, host],
         capture_output=True,
         text=True,
         timeout=10,
@@ -199,33 +205,65 @@ def _ssh_g(config: Path, host: str) -> dict[str, str]:
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr
-    out: dict[str, str] = {}
+    out: dict[str, list[str]] = {}
     for line in done.stdout.splitlines():
         key, _, value = line.partition(" ")
-        out.setdefault(key, value)
+        out.setdefault(key, []).append(value)
     return out
+
+
+def _ssh_g(config: Path, host: str, *options: str) -> dict[str, str]:
+    """``ssh -G``'s first value of each keyword (the one ssh uses)."""
+    return {key: values[0] for key, values in _ssh_g_all(config, host, *options).items()}
 
 
 @needs_ssh
 def test_a_hostile_user_config_keeps_its_own_settings_but_cannot_break_ours(
     tmp_path: Path,
 ) -> None:
-    # Common at sites: tmux started on login, a forced tty, a long ConnectTimeout for MFA.
+    # Common at sites: tmux started on login, a forced tty, a long ConnectTimeout for MFA,
+    # a SOCKS proxy and a forward to a licence server set up with every login.
     user = tmp_path / "user config"
-    user.write_text("Host login\n    RemoteCommand tmux new -A -s main\n    RequestTTY yes\n"
-                    "    ConnectTimeout 45\n    User jdoe\n")  # fmt: skip
+    user.write_text("Host login gateway\n    RemoteCommand tmux new -A -s main\n"
+                    "    RequestTTY yes\n    ConnectTimeout 45\n    User jdoe\n"
+                    "    LocalForward 27000 licence:27000\n    DynamicForward 1080\n"
+                    "    RemoteForward 2222 127.0.0.1:22\n    ExitOnForwardFailure yes\n"
+                    "Host node1\n    User jdoe\n")  # fmt: skip
     config = tmp_path / "ssh_config"
     config.write_text(render_config(control_dir=tmp_path / "ctl", settings=SshSettings(),
-                                    includes=[user]))  # fmt: skip
-    seen = _ssh_g(config, "login")
-    assert "remotecommand" not in seen  # ssh -G shows none at all: our commands run as given
-    assert seen["requesttty"] in ("no", "false")
-    assert seen["connecttimeout"] == "45"  # the site's own value, never overridden
-    assert seen["user"] == "jdoe"
+                                    includes=[user], hops=HOPS))  # fmt: skip
+    for hop in HOPS:  # where nodetunnel keeps its long-lived shared connections
+        seen = _ssh_g(config, hop)
+        assert "remotecommand" not in seen  # ssh -G shows none at all: our commands run as given
+        assert seen["requesttty"] in ("no", "false")
+        assert seen["connecttimeout"] == "45"  # the site's own value, never overridden
+        assert seen["user"] == "jdoe"
+        assert seen["clearallforwardings"] == "yes"
+        for forward in ("localforward", "dynamicforward", "remoteforward"):
+            assert forward not in seen  # none of the user's forwards rides our connections
+    # The tunnel to the node keeps its own command-line forwards (ClearAllForwardings, where
+    # it applies, clears those too: so it is set for the hops only).
+    tunnel = _ssh_g(config, "node1", "-L", "127.0.0.1:8888:/tmp/nt.x/s", "-L",
+                    "127.0.0.1:6006:127.0.0.1:41234")  # fmt: skip
+    assert tunnel["clearallforwardings"] == "no"
+    assert tunnel["user"] == "jdoe"
+    assert _ssh_g_all(config, "node1", "-L", "127.0.0.1:8888:/tmp/nt.x/s", "-L",
+                      "127.0.0.1:6006:127.0.0.1:41234")["localforward"] == [
+        "[127.0.0.1]:8888 /tmp/nt.x/s", "[127.0.0.1]:6006 [127.0.0.1]:41234"]  # fmt: skip
     # A profile may still bound it on purpose (connect_timeout_s).
     config.write_text(render_config(control_dir=tmp_path / "ctl",
                                     settings=SshSettings(connect_timeout_s=90), includes=[user]))  # fmt: skip
     assert _ssh_g(config, "login")["connecttimeout"] == "90"
+
+
+@needs_ssh
+def test_clear_all_forwardings_would_clear_the_tunnel_s_own_forwards(tmp_path: Path) -> None:
+    # Why ClearAllForwardings is not set for every host: OpenSSH applies it to the
+    # command line's -L too, and the tunnel to the node is exactly such forwards.
+    config = tmp_path / "ssh_config"
+    config.write_text("Host *\n    ClearAllForwardings yes\n")
+    seen = _ssh_g_all(config, "node1", "-L", "127.0.0.1:8888:/tmp/nt.x/s")
+    assert "localforward" not in seen
 
 
 @needs_ssh
@@ -1027,3 +1065,25 @@ def test_a_login_without_a_terminal(stderr: str, start: str) -> None:
     err = translate_ssh_failure(["ssh"], _completed(stderr), ["login", "gateway"], prompt=False)
     assert err.message.startswith(start)
     assert "not accepted" not in (err.hint or "")
+
+
+@needs_ssh
+def test_every_config_of_a_session_clears_forwardings_at_its_hops_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nodetunnel.transport.openssh import OpenSSHTransport
+
+    user = tmp_path / "user config"
+    user.write_text("Host *\n    LocalForward 27000 licence:27000\n")
+    monkeypatch.setattr(ssh, "USER_CONFIG", user)
+    monkeypatch.setattr(ssh, "SYSTEM_CONFIG", tmp_path / "no-system-config")
+    monkeypatch.setattr(ssh, "has_terminal", lambda: False)
+    transport = OpenSSHTransport(["login", "gateway"], local_dir=tmp_path / "s",
+                                 settings=SshSettings(multiplex=False))  # fmt: skip
+    transport.connect()
+    transport.adopt()  # a keeper without a terminal: BatchMode
+    for name in ("ssh_config", "ssh_config.diagnose", "ssh_config.batch"):
+        config = tmp_path / "s" / name
+        for hop in ("login", "gateway"):
+            assert "localforward" not in _ssh_g(config, hop), name
+        assert _ssh_g(config, "node1")["localforward"] == "27000 [licence]:27000", name
