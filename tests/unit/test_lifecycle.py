@@ -569,6 +569,50 @@ def test_the_token_never_goes_to_a_listener_that_is_not_the_forward(
     assert seen == []  # not even a request without the token: it was never ours
 
 
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        # Without connection sharing the tunnel logs in itself, away from the terminal.
+        ("ntbob@login: Permission denied (keyboard-interactive).\r\n"
+         "kex_exchange_identification: Connection closed by remote host\r\n"
+         "Connection closed by UNKNOWN port 65535\r\n", "SshError"),
+        ("ssh: connect to host node1 port 22: Connection refused\r\n", "TunnelError"),
+    ],
+)  # fmt: skip
+def test_a_tunnel_that_would_need_a_code_says_so_and_is_not_retried(
+    runtime: Path, home: Path, tmp_path: Path, stderr: str, expected: str
+) -> None:
+    import sys
+
+    from nodetunnel.errors import ExitCode, SshError, TunnelError
+    from nodetunnel.session import Tunnel
+
+    failing = tmp_path / "failing-ssh"
+    failing.write_text(f"#!{sys.executable} -IS\nimport sys\nsys.stderr.write({stderr!r})\n"
+                       "sys.exit(255)\n")  # fmt: skip
+    failing.chmod(0o755)
+
+    class NoLogin(FakeTransport):
+        def forward_argv(self, node: str, local_port: int, remote: str,
+                         extra: object = ()) -> list[str]:  # fmt: skip
+            return [str(failing), "-N", "-L", f"127.0.0.1:{local_port}:{remote}", node]
+
+    runtime.mkdir(parents=True, exist_ok=True)
+    tunnel = Tunnel(NoLogin(home), JUPYTER, "s3cret-token", node="node1",
+                    remote="/tmp/nt.abc123/s", local_dir=runtime)  # fmt: skip
+    with tunnel, pytest.raises((SshError, TunnelError)) as info:
+        tunnel.open(0, reach_timeout_s=10)
+    err = info.value
+    assert type(err).__name__ == expected  # a session's start retries only a TunnelError
+    assert err.exit_code == ExitCode.CONNECTION
+    if expected == "SshError":
+        assert err.message.startswith(
+            "authentication at login asks for a one-time code or password (keyboard-interactive), "
+            "and this ssh had no terminal to ask it on (on the way login -> gateway)"
+        )
+        assert "multiplex = true" in (err.hint or "")
+
+
 def test_after_stop_no_file_here_holds_the_token(runtime: Path, home: Path, tmp_path: Path) -> None:
     from nodetunnel.session.fleet import open_page
 
