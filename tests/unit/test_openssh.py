@@ -36,13 +36,12 @@ from nodetunnel.transport.openssh import (
     OpenSSH,
     SshSettings,
     after_marker,
-    check_control_dir,
     default_includes,
     marked_command,
-    private_runtime_dir,
     render_config,
     translate_ssh_failure,
 )
+from nodetunnel.transport.sharing import check_control_dir, private_runtime_dir
 
 from .conftest import Golden
 
