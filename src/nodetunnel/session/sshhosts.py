@@ -14,7 +14,7 @@ the connection nodetunnel holds there, so it asks for no second MFA code. Those
 connections live as long as a nodetunnel session (or command) on that cluster
 holds them; once the last one has ended, the sockets are gone and ssh logs in
 at each hop as usual. While an entry is there, a plain ``ssh`` to a jump host
-rides them too.
+rides them too, and ends when they close.
 """
 
 from __future__ import annotations
