@@ -109,18 +109,44 @@ def run(
     return done
 
 
-def run_attached(argv: Sequence[str]) -> int:
-    """Run ``argv`` with this terminal's stdin/stdout/stderr; return its exit code.
+#: How much of an attached program's stderr is kept, to tell why it failed.
+ATTACHED_STDERR_KEPT = 64 * 1024
+
+
+def run_attached(argv: Sequence[str]) -> Completed:
+    """Run ``argv`` with this terminal's stdin and stdout; return how it ended.
 
     Only for commands the user watches and ends (``logs -f``): no deadline here,
-    Ctrl-C ends both.
+    Ctrl-C ends both. Its stderr is passed on as it comes, and its end kept in the
+    result (``stdout`` is empty: it went to the terminal), so that a failure can be
+    told apart from the program's own messages.
     """
+    import codecs
+
     argv = [os.fspath(a) for a in argv]
     log.debug("run (attached): %s", shlex.join(argv))
+    started = time.monotonic()
     try:
-        return subprocess.run(argv, check=False).returncode
+        proc = subprocess.Popen(argv, stderr=subprocess.PIPE)
     except FileNotFoundError as exc:
         raise CommandNotFound(argv) from exc
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    kept = ""
+    err: Any = proc.stderr  # a pipe (stderr=PIPE)
+    with proc:
+        try:
+            while chunk := err.read1(65536):
+                text = decoder.decode(chunk)
+                with contextlib.suppress(OSError, ValueError):  # a closed terminal: keep going
+                    sys.stderr.write(text)
+                    sys.stderr.flush()
+                kept = (kept + text)[-ATTACHED_STDERR_KEPT:]
+            code = proc.wait()
+        except BaseException:  # Ctrl-C reached both; do not leave it behind
+            proc.kill()
+            raise
+    return Completed(argv, code, "", kept + decoder.decode(b"", final=True),
+                     time.monotonic() - started)  # fmt: skip
 
 
 def spawn(

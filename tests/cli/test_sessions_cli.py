@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,3 +101,64 @@ def test_timeout_takes_seconds_or_a_duration(value: str, seconds: float) -> None
         prog_name="nodetunnel",
     )
     assert result.exit_code == 0, result.output
+
+
+def _logs_via_fake_ssh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, rc: int, stdout: str, stderr: str
+) -> int:
+    """``nodetunnel logs`` with a fake ssh that prints and exits as told (no connection)."""
+    from nodetunnel.cli import main
+    from nodetunnel.state import SessionRecord, SessionStore
+    from nodetunnel.transport.openssh import OpenSSHTransport, SshSettings
+
+    prog = tmp_path / "fake-ssh"
+    prog.write_text(f"#!{sys.executable} -IS\nimport sys\nsys.stdout.write({stdout!r})\n"
+                    f"sys.stdout.flush()\nsys.stderr.write({stderr!r})\nsys.exit({rc})\n")  # fmt: skip
+    prog.chmod(0o755)
+    (tmp_path / "run").mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    record = SessionRecord(session_id="nt-7f3a9c01", app="jupyter", job_id="12",
+                           jump=["login", "gateway"], session_dir="/home/u/.nodetunnel/nt-7f3a9c01",
+                           multiplex=False)  # fmt: skip
+    monkeypatch.setattr(SessionStore, "find", lambda self, key: record)
+
+    def transport(cluster: ClusterRef, local_dir: Path) -> OpenSSHTransport:
+        return OpenSSHTransport(cluster.jump, local_dir=local_dir, ssh_binary=str(prog),
+                                settings=SshSettings(multiplex=False))  # fmt: skip
+
+    monkeypatch.setattr(fleet, "default_transport", transport)
+    with pytest.raises(SystemExit) as info:
+        main(["logs", record.session_id])
+    return int(info.value.code or 0)
+
+
+def test_logs_streams_the_job_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    code = _logs_via_fake_ssh(tmp_path, monkeypatch, rc=0, stdout="line 1\nline 2\n",
+                              stderr="tail: a note\n")  # fmt: skip
+    out, err = capfd.readouterr()
+    assert code == 0
+    assert out == "line 1\nline 2\n"
+    assert "tail: a note" in err  # the remote side's messages still reach the terminal
+
+
+def test_logs_that_cannot_connect_exits_8_naming_the_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    code = _logs_via_fake_ssh(tmp_path, monkeypatch, rc=255, stdout="",
+                              stderr="ssh: connect to host login port 22: No route to host\r\n")  # fmt: skip
+    _, err = capfd.readouterr()
+    assert code == ExitCode.CONNECTION == 8
+    assert "cannot reach the cluster (login -> gateway)" in err
+    assert "network" in err  # the hint
+
+
+def test_logs_passes_the_remote_exit_code_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    code = _logs_via_fake_ssh(tmp_path, monkeypatch, rc=1, stdout="",
+                              stderr="tail: cannot open 'job.log' for reading\n")  # fmt: skip
+    assert code == 1
+    assert "cannot open 'job.log'" in capfd.readouterr().err

@@ -56,3 +56,33 @@ def test_watch_records_needs_you_and_keeps_the_job(
     saved = session.store.load("nt-0000beef")
     assert saved.needs == "attach"
     assert dataclasses.replace(saved, needs="") == dataclasses.replace(session.record, needs="")
+
+
+def test_a_reconnect_whose_tunnel_needs_a_code_needs_the_user_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without connection sharing the tunnel logs in itself, and a keeper cannot type a code.
+    from nodetunnel.proc import Completed
+    from nodetunnel.transport.sshfailures import translate_ssh_failure
+
+    monkeypatch.setattr(keeper, "has_terminal", lambda: False)
+    asks = translate_ssh_failure(["ssh"], Completed(["ssh"], 255, "", "u@login: Permission "
+                                 "denied (keyboard-interactive).\n", 0.0), ["login"],
+                                 prompt=False)  # fmt: skip
+    tries: list[int] = []
+
+    def open_tunnel(port: int, *, reach_timeout_s: float) -> None:
+        tries.append(port)
+        raise asks
+
+    session = _session(tmp_path)
+    session.tunnel = SimpleNamespace(stop_quietly=lambda: None, open=open_tunnel)
+    session._notice = lambda text: None
+    session.reconnect_timeout_s = 600
+    session.req.lease_s = None
+    monkeypatch.setattr(keeper, "job_finished", lambda *a: pytest.fail("no need to ask"))
+    info = SimpleNamespace(local_port=8888, job_id="7")
+    with pytest.raises(keeper.NeedsYou) as info_exc:
+        keeper.reconnect(session, info)  # type: ignore[arg-type]
+    assert tries == [8888]  # one try, no more logins that cannot succeed
+    assert info_exc.value.message.startswith("authentication at login asks for a one-time code")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from nodetunnel.session import LaunchRequest, Session
 from nodetunnel.session.fleet import Link, claim, reconcile, stop_sessions
 from nodetunnel.state import SessionRecord, SessionStore
 from nodetunnel.transport import ClusterRef
+from nodetunnel.transport.openssh import SshSettings
 from nodetunnel.transport.testing import FakeTransport
 
 USER = getpass.getuser()  # the fake cluster's user is who runs the tests (id -un there)
@@ -569,6 +571,50 @@ def test_the_token_never_goes_to_a_listener_that_is_not_the_forward(
     assert seen == []  # not even a request without the token: it was never ours
 
 
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        # Without connection sharing the tunnel logs in itself, away from the terminal.
+        ("ntbob@login: Permission denied (keyboard-interactive).\r\n"
+         "kex_exchange_identification: Connection closed by remote host\r\n"
+         "Connection closed by UNKNOWN port 65535\r\n", "SshError"),
+        ("ssh: connect to host node1 port 22: Connection refused\r\n", "TunnelError"),
+    ],
+)  # fmt: skip
+def test_a_tunnel_that_would_need_a_code_says_so_and_is_not_retried(
+    runtime: Path, home: Path, tmp_path: Path, stderr: str, expected: str
+) -> None:
+    import sys
+
+    from nodetunnel.errors import ExitCode, SshError, TunnelError
+    from nodetunnel.session import Tunnel
+
+    failing = tmp_path / "failing-ssh"
+    failing.write_text(f"#!{sys.executable} -IS\nimport sys\nsys.stderr.write({stderr!r})\n"
+                       "sys.exit(255)\n")  # fmt: skip
+    failing.chmod(0o755)
+
+    class NoLogin(FakeTransport):
+        def forward_argv(self, node: str, local_port: int, remote: str,
+                         extra: object = ()) -> list[str]:  # fmt: skip
+            return [str(failing), "-N", "-L", f"127.0.0.1:{local_port}:{remote}", node]
+
+    runtime.mkdir(parents=True, exist_ok=True)
+    tunnel = Tunnel(NoLogin(home), JUPYTER, "s3cret-token", node="node1",
+                    remote="/tmp/nt.abc123/s", local_dir=runtime)  # fmt: skip
+    with tunnel, pytest.raises((SshError, TunnelError)) as info:
+        tunnel.open(0, reach_timeout_s=10)
+    err = info.value
+    assert type(err).__name__ == expected  # a session's start retries only a TunnelError
+    assert err.exit_code == ExitCode.CONNECTION
+    if expected == "SshError":
+        assert err.message.startswith(
+            "authentication at login asks for a one-time code or password (keyboard-interactive), "
+            "and this ssh had no terminal to ask it on (on the way login -> gateway)"
+        )
+        assert "multiplex = true" in (err.hint or "")
+
+
 def test_after_stop_no_file_here_holds_the_token(runtime: Path, home: Path, tmp_path: Path) -> None:
     from nodetunnel.session.fleet import open_page
 
@@ -626,7 +672,7 @@ def test_a_profile_without_connection_sharing_writes_no_control_master(runtime: 
 
 # ------------------------------------------------------------------- ssh entries
 def test_ssh_entries_name_only_the_node_and_go_with_their_session(
-    tmp_path: Path, home: Path
+    tmp_path: Path, home: Path, runtime: Path
 ) -> None:
     import stat
 
@@ -654,6 +700,71 @@ def test_ssh_entries_name_only_the_node_and_go_with_their_session(
     assert "Host nodetunnel-nt-0000000a" in (sshhosts.sync(store) or path).read_text()
     stop_sessions(store, store.all(), connect=connector(transport, fake))  # type: ignore[arg-type]
     assert "Host nodetunnel-" not in path.read_text()  # gone with the session
+
+
+def _ssh_g(config: Path, *args: str) -> dict[str, str]:
+    """``ssh -G`` (parses the config, connects nowhere): the first value of each keyword."""
+    import subprocess
+
+    done = subprocess.run(["ssh", "-G", "-F", str(config), *args], capture_output=True,
+                          text=True, timeout=10, check=False, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen: dict[str, str] = {}
+    for line in done.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        seen.setdefault(key, value)
+    return seen
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="OpenSSH client not installed")
+@pytest.mark.parametrize("user", ["jdoe", None])
+def test_an_ssh_entry_s_hops_ride_nodetunnel_s_shared_connections(
+    tmp_path: Path, runtime: Path, user: str | None
+) -> None:
+    from nodetunnel.session import sshhosts
+    from nodetunnel.transport.openssh import render_config
+    from nodetunnel.transport.sharing import control_dir_for
+
+    store = SessionStore(tmp_path / "state" / "sessions")
+    record = SessionRecord(session_id="nt-0000000a", app="jupyter", job_id="7", node="gpu-17",
+                           jump=["login", "gw"], user=user, cluster="fake")  # fmt: skip
+    store.save(record)
+    path, name = sshhosts.add(store, record)
+    shared = control_dir_for(runtime, ClusterRef.of(record).key)  # what nodetunnel uses there
+    session_config = tmp_path / "session ssh_config"
+    session_config.write_text(render_config(control_dir=shared, settings=SshSettings(),
+                                            includes=[], hops=record.jump))  # fmt: skip
+    at = f"{user}@" if user else ""
+    # The hops as nodetunnel's own commands reach them (and hold their shared connections) ...
+    ours = {"login": _ssh_g(session_config, f"{at}login"),
+            "gw": _ssh_g(session_config, "-J", f"{at}login", f"{at}gw")}  # fmt: skip
+    # ... and as the ssh that the entry's ProxyJump starts for each of them does:
+    # ssh [-l USER] [-J REST] -F FILE -W '[%h]:%p' HOP.
+    lone = ["-l", user] if user else []
+    theirs = {"login": _ssh_g(path, *lone, "login"),
+              "gw": _ssh_g(path, *lone, "-J", f"{at}login", "gw")}  # fmt: skip
+    for hop in ("login", "gw"):
+        assert theirs[hop]["controlpath"] == ours[hop]["controlpath"], hop
+        assert theirs[hop]["controlpath"].startswith(f"{shared}/")
+        assert theirs[hop]["controlmaster"] in ("no", "false")  # a client, never a new master
+    assert ours["login"]["controlpath"] != ours["gw"]["controlpath"]
+    entry = _ssh_g(path, name)
+    assert entry["hostname"] == "gpu-17"
+    assert entry["proxyjump"] == f"{at}login,{at}gw"
+    assert "controlpath" not in entry  # the node itself: the entry sets none
+
+
+def test_an_ssh_entry_without_connection_sharing_names_no_control_path(
+    tmp_path: Path, runtime: Path
+) -> None:
+    from nodetunnel.session import sshhosts
+
+    store = SessionStore(tmp_path / "state" / "sessions")
+    record = SessionRecord(session_id="nt-0000000b", app="jupyter", job_id="7", node="gpu-17",
+                           jump=["login"], cluster="fake", multiplex=False)  # fmt: skip
+    store.save(record)
+    path, _ = sshhosts.add(store, record)
+    assert "Control" not in path.read_text()
 
 
 def test_an_app_that_falls_back_to_a_port_is_reached_there(

@@ -36,13 +36,12 @@ from nodetunnel.transport.openssh import (
     OpenSSH,
     SshSettings,
     after_marker,
-    check_control_dir,
     default_includes,
     marked_command,
-    private_runtime_dir,
     render_config,
     translate_ssh_failure,
 )
+from nodetunnel.transport.sharing import check_control_dir, private_runtime_dir
 
 from .conftest import Golden
 
@@ -90,15 +89,20 @@ def make_ssh(*, user: str | None = None, ssh_binary: str = "ssh") -> OpenSSH:
 
 
 # ------------------------------------------------------------------ render_config
+HOPS = ["login", "gateway"]
+
+
 def test_render_config_golden(golden: Golden) -> None:
-    text = render_config(control_dir=CONTROL_DIR, settings=SshSettings(), includes=INCLUDES)
+    text = render_config(control_dir=CONTROL_DIR, settings=SshSettings(), includes=INCLUDES,
+                         hops=HOPS)  # fmt: skip
     golden("ssh_config.session", text)
 
 
 def test_render_config_no_multiplex_golden(golden: Golden) -> None:
     text = render_config(
-        control_dir=CONTROL_DIR, settings=SshSettings(multiplex=False), includes=INCLUDES
-    )
+        control_dir=CONTROL_DIR, settings=SshSettings(multiplex=False), includes=INCLUDES,
+        hops=HOPS,
+    )  # fmt: skip
     golden("ssh_config.session-nomux", text)
 
 
@@ -188,10 +192,11 @@ def test_render_config_control_dir_with_quote_is_fine_without_multiplex() -> Non
 needs_ssh = pytest.mark.skipif(shutil.which("ssh") is None, reason="OpenSSH client not installed")
 
 
-def _ssh_g(config: Path, host: str) -> dict[str, str]:
-    """``ssh -G``: how ssh reads ``config`` for ``host`` (parses only, connects nowhere)."""
+def _ssh_g_all(config: Path, host: str, *options: str) -> dict[str, list[str]]:
+    """``ssh -G``: how ssh reads ``config`` for ``host`` (parses only, connects nowhere),
+    every value of each keyword."""
     done = subprocess.run(
-        ["ssh", "-G", "-F", str(config), host],
+        ["ssh", "-G", "-F", str(config), *options, host],
         capture_output=True,
         text=True,
         timeout=10,
@@ -199,33 +204,65 @@ def _ssh_g(config: Path, host: str) -> dict[str, str]:
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr
-    out: dict[str, str] = {}
+    out: dict[str, list[str]] = {}
     for line in done.stdout.splitlines():
         key, _, value = line.partition(" ")
-        out.setdefault(key, value)
+        out.setdefault(key, []).append(value)
     return out
+
+
+def _ssh_g(config: Path, host: str, *options: str) -> dict[str, str]:
+    """``ssh -G``'s first value of each keyword (the one ssh uses)."""
+    return {key: values[0] for key, values in _ssh_g_all(config, host, *options).items()}
 
 
 @needs_ssh
 def test_a_hostile_user_config_keeps_its_own_settings_but_cannot_break_ours(
     tmp_path: Path,
 ) -> None:
-    # Common at sites: tmux started on login, a forced tty, a long ConnectTimeout for MFA.
+    # Common at sites: tmux started on login, a forced tty, a long ConnectTimeout for MFA,
+    # a SOCKS proxy and a forward to a licence server set up with every login.
     user = tmp_path / "user config"
-    user.write_text("Host login\n    RemoteCommand tmux new -A -s main\n    RequestTTY yes\n"
-                    "    ConnectTimeout 45\n    User jdoe\n")  # fmt: skip
+    user.write_text("Host login gateway\n    RemoteCommand tmux new -A -s main\n"
+                    "    RequestTTY yes\n    ConnectTimeout 45\n    User jdoe\n"
+                    "    LocalForward 27000 licence:27000\n    DynamicForward 1080\n"
+                    "    RemoteForward 2222 127.0.0.1:22\n    ExitOnForwardFailure yes\n"
+                    "Host node1\n    User jdoe\n")  # fmt: skip
     config = tmp_path / "ssh_config"
     config.write_text(render_config(control_dir=tmp_path / "ctl", settings=SshSettings(),
-                                    includes=[user]))  # fmt: skip
-    seen = _ssh_g(config, "login")
-    assert "remotecommand" not in seen  # ssh -G shows none at all: our commands run as given
-    assert seen["requesttty"] in ("no", "false")
-    assert seen["connecttimeout"] == "45"  # the site's own value, never overridden
-    assert seen["user"] == "jdoe"
+                                    includes=[user], hops=HOPS))  # fmt: skip
+    for hop in HOPS:  # where nodetunnel keeps its long-lived shared connections
+        seen = _ssh_g(config, hop)
+        assert "remotecommand" not in seen  # ssh -G shows none at all: our commands run as given
+        assert seen["requesttty"] in ("no", "false")
+        assert seen["connecttimeout"] == "45"  # the site's own value, never overridden
+        assert seen["user"] == "jdoe"
+        assert seen["clearallforwardings"] == "yes"
+        for forward in ("localforward", "dynamicforward", "remoteforward"):
+            assert forward not in seen  # none of the user's forwards rides our connections
+    # The tunnel to the node keeps its own command-line forwards (ClearAllForwardings, where
+    # it applies, clears those too: so it is set for the hops only).
+    tunnel = _ssh_g(config, "node1", "-L", "127.0.0.1:8888:/tmp/nt.x/s", "-L",
+                    "127.0.0.1:6006:127.0.0.1:41234")  # fmt: skip
+    assert tunnel["clearallforwardings"] == "no"
+    assert tunnel["user"] == "jdoe"
+    assert _ssh_g_all(config, "node1", "-L", "127.0.0.1:8888:/tmp/nt.x/s", "-L",
+                      "127.0.0.1:6006:127.0.0.1:41234")["localforward"] == [
+        "[127.0.0.1]:8888 /tmp/nt.x/s", "[127.0.0.1]:6006 [127.0.0.1]:41234"]  # fmt: skip
     # A profile may still bound it on purpose (connect_timeout_s).
     config.write_text(render_config(control_dir=tmp_path / "ctl",
                                     settings=SshSettings(connect_timeout_s=90), includes=[user]))  # fmt: skip
     assert _ssh_g(config, "login")["connecttimeout"] == "90"
+
+
+@needs_ssh
+def test_clear_all_forwardings_would_clear_the_tunnel_s_own_forwards(tmp_path: Path) -> None:
+    # Why ClearAllForwardings is not set for every host: OpenSSH applies it to the
+    # command line's -L too, and the tunnel to the node is exactly such forwards.
+    config = tmp_path / "ssh_config"
+    config.write_text("Host *\n    ClearAllForwardings yes\n")
+    seen = _ssh_g_all(config, "node1", "-L", "127.0.0.1:8888:/tmp/nt.x/s")
+    assert "localforward" not in seen
 
 
 @needs_ssh
@@ -695,8 +732,9 @@ SSH_FAILURES = [
 
 @pytest.mark.parametrize(("stderr", "message", "hint"), SSH_FAILURES)
 def test_run_translates_ssh_failures(
-    fake_ssh: FakeSsh, stderr: str, message: str, hint: str
+    fake_ssh: FakeSsh, stderr: str, message: str, hint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(ssh, "has_terminal", lambda: True)  # where a code could be typed
     conn = make_ssh(ssh_binary=fake_ssh(rc=255, stderr=stderr))
     with pytest.raises(SshError) as info:
         conn.run(["squeue"], timeout_s=10)
@@ -890,3 +928,161 @@ def test_a_refused_code_names_the_hop_not_its_address() -> None:
     assert err.message.startswith("authentication failed at login (keyboard-interactive)")
     assert err.message.endswith("ntbob@198.18.1.2: Permission denied (keyboard-interactive).")
     assert "'ssh login'" in (err.hint or "")
+
+
+CLOSED = "Connection closed by UNKNOWN port 65535\r\n"
+ASKS_CODE = "ntbob@login: Permission denied (keyboard-interactive).\r\n"
+
+
+def _two_faced_ssh(tmp_path: Path, first: str, retry: str, retry_rc: int = 255) -> OpenSSH:
+    """An ssh that fails with ``first``, and with ``retry`` when run with the diagnose config."""
+    diagnose = tmp_path / "ssh_config.diagnose"
+    diagnose.write_text("")
+    calls = tmp_path / "ssh-calls.jsonl"
+    prog = tmp_path / "two-faced-ssh"
+    prog.write_text(
+        f"#!{sys.executable} -IS\n"
+        "import json, sys\n"
+        f"with open({str(calls)!r}, 'a') as f:\n"
+        "    f.write(json.dumps({'argv': sys.argv, 'stdin': ''}) + '\\n')\n"
+        f"again = sys.argv[2] == {str(diagnose)!r}\n"
+        f"sys.stderr.write({retry!r} if again else {first!r})\n"
+        f"sys.exit({retry_rc} if again else 255)\n"
+    )
+    prog.chmod(0o755)
+    return OpenSSH(["login", "gateway"], config_path=CONFIG, ssh_binary=str(prog),
+                   diagnose_config_path=diagnose)  # fmt: skip
+
+
+def test_a_retry_refused_only_for_want_of_a_code_never_reports_a_refused_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A ProxyJump whose inner ssh failed says only "Connection closed"; the BatchMode retry
+    # at an MFA host is always refused for want of a code, which nobody typed.
+    monkeypatch.setattr(ssh, "has_terminal", lambda: True)
+    conn = _two_faced_ssh(tmp_path, CLOSED, ASKS_CODE)
+    with pytest.raises(SshError) as info:
+        conn.run(["squeue"], timeout_s=10)
+    err = info.value
+    assert len(recorded(tmp_path)) == 2  # the retry ran
+    assert err.message == "cannot reach the cluster (login -> gateway): " + CLOSED.strip()
+    assert "code" not in err.message
+    assert "code" not in (err.hint or "")
+    assert err.exit_code == ExitCode.CONNECTION
+
+
+def test_a_retry_asking_for_a_code_without_a_terminal_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ssh, "has_terminal", lambda: False)
+    conn = _two_faced_ssh(tmp_path, CLOSED, ASKS_CODE)
+    with pytest.raises(SshError) as info:
+        conn.run(["squeue"], timeout_s=10)
+    err = info.value
+    assert err.message.startswith(
+        "authentication at login asks for a one-time code or password (keyboard-interactive), "
+        "and this ssh had no terminal to ask it on (on the way login -> gateway): "
+        + CLOSED.strip()  # the original error first, what the retry found after it
+    )
+    assert err.message.endswith(f"(retried without connection sharing or prompts: "
+                                f"{ASKS_CODE.strip()})")  # fmt: skip
+    assert "not accepted" not in err.message + (err.hint or "")
+    assert "multiplex = true" in (err.hint or "")
+
+
+def test_a_retry_names_a_refused_key_after_the_original_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ssh, "has_terminal", lambda: True)
+    refused = "ntbob@login: Permission denied (publickey).\r\n"
+    conn = _two_faced_ssh(tmp_path, CLOSED, refused)
+    with pytest.raises(SshError) as info:
+        conn.run(["squeue"], timeout_s=10)
+    err = info.value
+    assert err.message == (
+        f"authentication refused on the way login -> gateway: {CLOSED.strip()} "
+        f"(retried without connection sharing or prompts: {refused.strip()})"
+    )
+    assert "Permission denied (publickey)" in err.stderr_tail
+
+
+@pytest.mark.parametrize(("retry", "rc"), [("", 255), ("fine\n", 0), ("odd\n", 1)])
+def test_a_retry_that_finds_nothing_leaves_the_original(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, retry: str, rc: int
+) -> None:
+    monkeypatch.setattr(ssh, "has_terminal", lambda: True)
+    conn = _two_faced_ssh(tmp_path, CLOSED, retry, retry_rc=rc)
+    with pytest.raises(SshError) as info:
+        conn.run(["squeue"], timeout_s=10)
+    assert info.value.message == "cannot reach the cluster (login -> gateway): " + CLOSED.strip()
+
+
+def test_a_retry_that_times_out_leaves_the_original(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nodetunnel.errors import CommandTimeout
+
+    conn = _two_faced_ssh(tmp_path, CLOSED, ASKS_CODE)
+    real = ssh.run
+
+    def run(argv: list[str], **kw: Any) -> Completed:
+        if str(conn.diagnose_config_path) in argv:
+            raise CommandTimeout(argv, 60, "")
+        return real(argv, **kw)
+
+    monkeypatch.setattr(ssh, "run", run)
+    with pytest.raises(SshError) as info:
+        conn.run(["squeue"], timeout_s=10)
+    assert info.value.message == "cannot reach the cluster (login -> gateway): " + CLOSED.strip()
+
+
+def test_a_batch_mode_login_at_an_mfa_host_is_not_a_refused_code(
+    fake_ssh: FakeSsh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A keeper's config says BatchMode yes: ssh asks nothing even where a terminal is.
+    monkeypatch.setattr(ssh, "has_terminal", lambda: True)
+    conn = make_ssh(ssh_binary=fake_ssh(rc=255, stderr=ASKS_CODE))
+    conn.batch_mode = True
+    with pytest.raises(SshError) as info:
+        conn.run(["squeue"], timeout_s=10)
+    err = info.value
+    assert err.message.startswith("authentication at login asks for a one-time code")
+    assert "not accepted" not in (err.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("stderr", "start"),
+    [
+        (ASKS_CODE, "authentication at login asks for a one-time code or password"),
+        ("u@login: Permission denied (password).", "authentication at login asks for"),
+        # A key was refused too: not only for want of an answer.
+        ("u@login: Permission denied (publickey,keyboard-interactive).", "authentication refused"),
+        ("u@login: Permission denied (publickey).", "authentication refused"),
+    ],
+)
+def test_a_login_without_a_terminal(stderr: str, start: str) -> None:
+    err = translate_ssh_failure(["ssh"], _completed(stderr), ["login", "gateway"], prompt=False)
+    assert err.message.startswith(start)
+    assert "not accepted" not in (err.hint or "")
+
+
+@needs_ssh
+def test_every_config_of_a_session_clears_forwardings_at_its_hops_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nodetunnel.transport.openssh import OpenSSHTransport
+
+    user = tmp_path / "user config"
+    user.write_text("Host *\n    LocalForward 27000 licence:27000\n")
+    monkeypatch.setattr(ssh, "USER_CONFIG", user)
+    monkeypatch.setattr(ssh, "SYSTEM_CONFIG", tmp_path / "no-system-config")
+    monkeypatch.setattr(ssh, "has_terminal", lambda: False)
+    transport = OpenSSHTransport(["login", "gateway"], local_dir=tmp_path / "s",
+                                 settings=SshSettings(multiplex=False))  # fmt: skip
+    transport.connect()
+    transport.adopt()  # a keeper without a terminal: BatchMode
+    for name in ("ssh_config", "ssh_config.diagnose", "ssh_config.batch"):
+        config = tmp_path / "s" / name
+        for hop in ("login", "gateway"):
+            assert "localforward" not in _ssh_g(config, hop), name
+        assert _ssh_g(config, "node1")["localforward"] == "27000 [licence]:27000", name

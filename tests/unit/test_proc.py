@@ -47,6 +47,24 @@ def test_run_success_returns_output() -> None:
     assert done.duration_s >= 0
 
 
+def test_run_attached_passes_stderr_on_and_keeps_its_end(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(proc_module, "ATTACHED_STDERR_KEPT", 10)
+    script = "import sys; print('out'); sys.stderr.write('é' * 20 + 'the end'); sys.exit(3)"
+    done = proc_module.run_attached([sys.executable, "-c", script])
+    out, err = capfd.readouterr()
+    assert (done.returncode, done.stdout) == (3, "")
+    assert out == "out\n"  # the terminal's, as it came
+    assert err == "é" * 20 + "the end"
+    assert done.stderr == "ééé" + "the end"
+
+
+def test_run_attached_missing_program_raises_command_not_found(tmp_path: Path) -> None:
+    with pytest.raises(CommandNotFound):
+        proc_module.run_attached([str(tmp_path / "nope")])
+
+
 def test_run_accepts_path_arguments(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("hello")
     # Typed Sequence[str], but os.PathLike arguments are converted with os.fspath.

@@ -23,7 +23,7 @@ import pytest
 from nodetunnel.errors import NodetunnelError
 from nodetunnel.proc import ProcessRef, reap, spawn, wait_until
 from nodetunnel.state import SessionRecord, SessionStore
-from nodetunnel.transport.openssh import private_runtime_dir
+from nodetunnel.transport.sharing import private_runtime_dir
 
 pytestmark = pytest.mark.usefixtures("windows_like")
 

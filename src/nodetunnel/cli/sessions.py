@@ -209,18 +209,15 @@ def logs(session_id: str, follow: bool, lines: int) -> None:
     Example:
       nodetunnel logs nt-1a2b3c4d -f
     """
-    from ..proc import run_attached
     from ..session.fleet import cluster_link
     from ..session.remote import job_log_argv
     from ..state import SessionStore
     from ..transport.base import ClusterRef
 
     record = SessionStore().find(session_id)
-    with cluster_link(ClusterRef.of(record)) as link:
-        argv = link.transport.attached_argv(
-            job_log_argv(record.session_dir, follow=follow, lines=lines)
-        )
-        code = run_attached(argv)
+    with cluster_link(ClusterRef.of(record)) as link:  # ssh's failure: an SshError (exit 8)
+        argv = job_log_argv(record.session_dir, follow=follow, lines=lines)
+        code = link.transport.run_attached(argv)
     if code != 0:
         raise SystemExit(code)
 

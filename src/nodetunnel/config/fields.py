@@ -53,7 +53,8 @@ FIELDS: tuple[Field, ...] = (
           "MFA bastion it also covers typing the code)", "60"),
     Field("multiplex", "bool", "connection",
           "share one connection per hop between nodetunnel's commands (false: every step logs "
-          "in on its own, as on Windows; unset: true except on Windows)", "false"),
+          "in on its own, as on Windows, which a site with MFA does not allow; unset: true "
+          "except on Windows)", "false"),
     Field("scheduler", "str", "connection",
           'the batch scheduler on the cluster (only "slurm" today)', '"slurm"'),
     Field("job_check_interval_s", "pos_int", "connection",

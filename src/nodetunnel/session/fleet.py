@@ -30,8 +30,13 @@ from ..scheduler import make_scheduler
 from ..scheduler.base import JobStatus, Scheduler
 from ..state import SessionRecord, SessionStore
 from ..transport.base import ClusterRef, Transport
-from ..transport.openssh import private_runtime_dir
-from ..transport.sharing import ControlLease, close_if_unused, close_masters, control_dir_for
+from ..transport.sharing import (
+    ControlLease,
+    close_if_unused,
+    close_masters,
+    control_dir_for,
+    private_runtime_dir,
+)
 from . import sshhosts
 from .extras import from_endpoint as extras_from_endpoint
 from .extras import pick

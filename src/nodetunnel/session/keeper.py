@@ -248,6 +248,7 @@ def reconnect(session: Session, info: SessionInfo) -> None:
             raise NotReady(exc.message) from exc
         except NodetunnelError as exc:
             tunnel.stop_quietly()
+            needs_you(session, exc)  # its login asks for a code: no try here can give one
             if job_finished(session, info.job_id):
                 job_ended = True
                 return True  # nothing to reconnect to; watch() reports the end

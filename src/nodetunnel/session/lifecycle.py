@@ -34,7 +34,8 @@ from ..scheduler import make_scheduler
 from ..scheduler.base import JobRequest, JobState, Scheduler
 from ..state import SessionRecord, SessionStore
 from ..transport.base import ClusterRef, Transport
-from ..transport.openssh import OpenSSHTransport, SshSettings, private_runtime_dir
+from ..transport.openssh import OpenSSHTransport, SshSettings
+from ..transport.sharing import private_runtime_dir
 from . import extras as extras_mod
 from .extras import Forward
 from .jobscript import render_body

@@ -6,18 +6,27 @@ nodetunnel manages (next to the session records, mode 0600); the user's
 writes itself. The entry names only the node the scheduler allocated to the
 session's job, through the session's own jump chain, and it is removed when
 the session ends (the file is rewritten from the live sessions).
+
+Where the cluster's connections are shared (see :mod:`nodetunnel.transport.sharing`),
+the jump hosts get ``ControlMaster no`` and the ``ControlPath`` of nodetunnel's
+shared connections: the ssh that an entry starts for each hop (ProxyJump) rides
+the connection nodetunnel holds there, so it asks for no second MFA code. Those
+connections live as long as a nodetunnel session (or command) on that cluster
+holds them; once the last one has ended, the sockets are gone and ssh logs in
+at each hop as usual. While an entry is there, a plain ``ssh`` to a jump host
+rides them too, and ends when they close.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import NodetunnelError, UsageError
 from ..state import SessionRecord, SessionStore
-from ..transport.openssh import _config_word
+from ..transport.openssh import _config_word, control_path
 from .model import SESSIONS_DIR
 
 ALIAS_PREFIX = "nodetunnel-"
@@ -59,14 +68,19 @@ def include_line(path: Path) -> str:
     return f"Include {_config_word(str(path), 'path')}"
 
 
-def render(records: Sequence[SessionRecord]) -> str:
-    """The managed file for ``records`` (pure). Profile extras are included last."""
+def render(records: Sequence[SessionRecord], shared: Mapping[str, Path] | None = None) -> str:
+    """The managed file for ``records`` (pure). Profile extras are included last.
+
+    ``shared`` maps a session id to its cluster's control directory, where its jump
+    hosts' shared connections are (only for clusters that share them).
+    """
     lines = [
         "# Managed by nodetunnel: one entry per running session that asked for one",
         "# ('nodetunnel ssh-config ID'); rewritten when sessions end. Do not edit.",
     ]
     includes: list[str] = []
     names: list[str] = []
+    riding: dict[str, Path] = {}  # a jump host: the directory of its shared connection
     for record in records:
         if not record.node:
             continue
@@ -79,10 +93,38 @@ def render(records: Sequence[SessionRecord]) -> str:
             lines.append(f"    User {record.user}")
         includes += [p for p in record.ssh_includes if p not in includes]
         names += [h for h in (alias(record), *record.jump) if h not in names]
+        control_dir = (shared or {}).get(record.session_id)
+        if control_dir is not None:
+            for hop in record.jump:  # a hop of two clusters: the first one's connection
+                riding.setdefault(hop, control_dir)
+    for control_dir in dict.fromkeys(riding.values()):
+        # The ssh each hop's ProxyJump starts rides nodetunnel's shared connection while a
+        # session on that cluster holds it; else (no socket there) it logs in as usual.
+        lines += ["", "Host " + " ".join(_config_word(h, "host") for h, d in riding.items()
+                                         if d == control_dir),
+                  "    ControlMaster no",
+                  f"    ControlPath {control_path(control_dir)}"]  # fmt: skip
     if includes:  # the profile's extra config, for these entries and their jump hosts only
         lines += ["", f"Match host {','.join(names)}"]
         lines += [f"    Include {_config_word(p, 'path')}" for p in includes]
     return "\n".join(lines) + "\n"
+
+
+def _shared(records: Sequence[SessionRecord]) -> dict[str, Path]:
+    """The control directory of each record's cluster, where its connections are shared."""
+    from ..transport.base import ClusterRef
+    from ..transport.sharing import control_dir_for, private_runtime_dir
+
+    found: dict[str, Path] = {}
+    for record in records:
+        ref = ClusterRef.of(record)
+        if not record.node or not ref.multiplex:
+            continue
+        try:
+            found[record.session_id] = control_dir_for(private_runtime_dir(), ref.key)
+        except (NodetunnelError, OSError):  # no private runtime directory: ssh logs in as usual
+            continue
+    return found
 
 
 def sync(store: SessionStore) -> Path | None:
@@ -95,7 +137,7 @@ def sync(store: SessionStore) -> Path | None:
     if not wanted and not path.exists():
         return None
     records = [r for r in store.all() if r.session_id in wanted]
-    _write_private(path, render(records))
+    _write_private(path, render(records, _shared(records)))
     live = [r.session_id for r in records]
     if live != wanted:  # the ended sessions' wishes go with them
         _write_private(_wanted_path(store), "".join(f"{sid}\n" for sid in live))

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 
 from ..apps.base import App
 from ..errors import NodetunnelError, PortInUse, TunnelError
-from ..proc import NotReady, ProcessRef, spawn, wait_until
+from ..proc import Completed, NotReady, ProcessRef, spawn, wait_until
 from ..transport.base import Transport
+from ..transport.sshfailures import needs_prompt, translate_ssh_failure
 
 if TYPE_CHECKING:
     from .extras import Forward
@@ -289,20 +290,19 @@ class Tunnel:
         """
         log = self.log_path
         offset = log.stat().st_size if log.exists() else 0  # this attempt's lines start here
+        argv = self.transport.forward_argv(
+            self.node,
+            port,
+            self.remote,
+            [(f.local_port, f.remote) for f in self.extras if f.local_port],
+        )
         with sigint_deferred():  # never leave a forward running that stop() does not know
-            proc = self.proc = spawn(
-                self.transport.forward_argv(
-                    self.node,
-                    port,
-                    self.remote,
-                    [(f.local_port, f.remote) for f in self.extras if f.local_port],
-                ),
-                log_path=log,
-            )
+            proc = self.proc = spawn(argv, log_path=log)
             # Recorded so that whoever cleans up after a hard kill can end it by PID.
             (self.local_dir / "tunnel.pid").write_text(f"{proc.pid} {proc.start_ticks}\n")
         self.port = port
-        self._wait_reachable(proc, port, reach_timeout_s, log_offset=offset, check=check)
+        self._wait_reachable(proc, port, reach_timeout_s, log_offset=offset, check=check,
+                             argv=argv)  # fmt: skip
 
     def _wait_reachable(
         self,
@@ -312,6 +312,7 @@ class Tunnel:
         *,
         log_offset: int,
         check: Callable[[], None] | None,
+        argv: Sequence[str] = (),
     ) -> None:
         path = self.app.ready_path
         headers = self.app.auth_headers(self.token)
@@ -328,6 +329,13 @@ class Tunnel:
                         f"local port {port} was taken just now by another program",
                         hint="run the command again (or choose a port with --port)",
                     )
+                if needs_prompt(log):
+                    # The tunnel runs away from the terminal (no connection to ride without
+                    # sharing): a login that asks for a code fails, and trying again would
+                    # only send more empty answers. Not a TunnelError: never retried.
+                    done = Completed(list(argv), 255, "", log, 0.0)
+                    raise translate_ssh_failure(argv, done, self.transport.chain.split(" -> "),
+                                                prompt=False)  # fmt: skip
                 last = log.splitlines()[-1] if log else "no output"
                 raise TunnelError(
                     f"the SSH tunnel to the node exited: {last}",

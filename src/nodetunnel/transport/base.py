@@ -114,6 +114,12 @@ class Transport(Protocol):
         """The local argv that runs ``argv`` on the submit host (for --dry-run plans)."""
         ...
 
+    def run_attached(self, argv: Sequence[str]) -> int:
+        """Run ``argv`` on the submit host with this terminal attached (its output as it
+        comes); return its exit code. A connection failure raises
+        :class:`~nodetunnel.errors.SshError`."""
+        ...
+
     def forward_argv(
         self, node: str, local_port: int, remote: str, extra: Sequence[tuple[int, str]] = ()
     ) -> list[str]:

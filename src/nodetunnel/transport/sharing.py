@@ -34,13 +34,65 @@ import hashlib
 import os
 import secrets
 import stat
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..errors import NodetunnelError
+from ..errors import NodetunnelError, UsageError
 from ..proc import run
 
 HOLDERS = "holders"
+
+
+#: ssh creates a control socket as "<ControlPath>.<16 random characters>", then renames it;
+#: ControlPath is "<dir>/%C", and %C expands to 40 hex digits.
+_CONTROL_PATH_EXTRA = 1 + 40 + 1 + 16
+#: sun_path holds 104 bytes on macOS and the BSDs (108 on Linux and Windows), the
+#: terminating NUL included; ssh refuses a path that does not leave room for it.
+_SUN_PATH_MAX = 104
+#: The longest socket path ssh can use on every platform.
+_SOCKET_PATH_MAX = _SUN_PATH_MAX - 1
+
+
+def private_runtime_dir() -> Path:
+    """A short, private (0700) directory for control sockets and session files.
+
+    ``$XDG_RUNTIME_DIR/nodetunnel`` where there is one, else ``/tmp/nodetunnel-UID``
+    (not ``$TMPDIR``, which is too long for sockets on macOS). On Windows, which has
+    neither user ids nor mode bits (nor connection sharing, so no sockets), the
+    per-user runtime directory (``%LOCALAPPDATA%\\Temp\\nodetunnel``), private by its ACL.
+    """
+    if sys.platform == "win32":
+        import platformdirs
+
+        root = Path(platformdirs.user_runtime_dir("nodetunnel", appauthor=False))
+        with contextlib.suppress(FileExistsError):  # a file there: refused below
+            root.mkdir(parents=True, exist_ok=True)
+        if not stat.S_ISDIR(root.lstat().st_mode):  # a file, a link or a junction
+            raise NodetunnelError(f"{root} is not a directory", hint=f"remove {root} and try again")
+        return root
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and Path(base).is_dir():
+        root = Path(base) / "nodetunnel"
+    else:
+        root = Path("/tmp") / f"nodetunnel-{os.getuid()}"
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = root.lstat()
+    if st.st_uid != os.getuid() or not stat.S_ISDIR(st.st_mode) or st.st_mode & 0o077:
+        raise NodetunnelError(
+            f"{root} is not a private directory owned by you",
+            hint=f"remove {root} (someone else may have created it) and try again",
+        )
+    return root
+
+
+def check_control_dir(path: Path) -> None:
+    """Refuse a control-socket directory whose socket paths would be too long for ssh."""
+    if len(os.fsencode(path)) + _CONTROL_PATH_EXTRA > _SOCKET_PATH_MAX:
+        raise UsageError(
+            f"the directory {path} is too long for ssh's connection-sharing sockets",
+            hint="set XDG_RUNTIME_DIR to a short directory (e.g. /tmp/xdg-$USER), or unset it",
+        )
 
 
 def control_dir_for(runtime_dir: Path, key: object) -> Path:
@@ -170,4 +222,11 @@ def close_if_unused(control_dir: Path, close: Callable[[], None]) -> bool:
         return True
 
 
-__all__ = ["ControlLease", "close_if_unused", "close_masters", "control_dir_for"]
+__all__ = [
+    "ControlLease",
+    "check_control_dir",
+    "close_if_unused",
+    "close_masters",
+    "control_dir_for",
+    "private_runtime_dir",
+]

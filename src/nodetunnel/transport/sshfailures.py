@@ -22,48 +22,87 @@ _REFUSED_AT = re.compile(
 )
 
 
+#: The methods a person answers at a prompt (a one-time code, a password).
+_INTERACTIVE = ("keyboard-interactive", "password")
+
+
+def needs_prompt(stderr: str) -> bool:
+    """Whether ssh was refused only for want of an answer to a prompt: the methods the host
+    still offers are interactive ones (keyboard-interactive, password), and no key is among
+    them (the key, if any, was accepted). A login without a terminal, or with ``BatchMode``,
+    cannot answer them: an MFA host always refuses it so."""
+    refused = _REFUSED_AT.search(stderr)
+    if refused is None:
+        return False
+    how = refused["how"].split(",")
+    return any(m in _INTERACTIVE for m in how) and "publickey" not in how
+
+
 def translate_ssh_failure(
     argv: Sequence[str],
     done: Completed,
     jump: Sequence[str],
     aliases: Mapping[str, str] | None = None,
+    *,
+    finding: str = "",
+    prompt: bool = True,
 ) -> SshError:
     """Turn ssh's exit 255 and its stderr into one message with a next step.
 
     ``aliases`` maps the host names ssh may report (a hop's HostName) to the hop names.
+    ``finding`` is what a diagnostic retry of the same connection printed: it may name the
+    cause, and it is shown after the original error, never in its place. ``prompt`` says
+    whether the failed ssh could ask on a terminal (False: no terminal, or BatchMode).
     """
     err = done.stderr.strip()
+    found = finding.strip()
+    text = f"{err}\n{found}" if found else err
     last = err.splitlines()[-1] if err else "no error output"
+    if found:
+        last += f" (retried without connection sharing or prompts: {found.splitlines()[-1]})"
     chain = " -> ".join(jump)
-    refused = _REFUSED_AT.search(err)
-    if refused and "keyboard-interactive" in refused["how"] and "publickey" not in refused["how"]:
+    own = _REFUSED_AT.search(err)
+    refused = own or _REFUSED_AT.search(found)
+    if refused and not prompt and needs_prompt(refused[0]):
         host = (aliases or {}).get(refused["host"], refused["host"])
+        hint = (
+            "run the command from a terminal. At a site with MFA, connection sharing is needed "
+            "(multiplex = true in the profile, the default except on Windows): the tunnel and a "
+            "detached session's keeper cannot ask for a code, they ride the connections you "
+            "logged in once"
+        )
+        msg = (
+            f"authentication at {host} asks for a one-time code or password ({refused['how']}), "
+            f"and this ssh had no terminal to ask it on (on the way {chain}): {last}"
+        )
+    elif own and "keyboard-interactive" in own["how"] and "publickey" not in own["how"]:
+        host = (aliases or {}).get(own["host"], own["host"])
         last = next(ln for ln in err.splitlines() if "Permission denied" in ln).strip()
         hint = (
             f"the one-time code (or password) was not accepted: run the command again and enter "
             f"a fresh code; check that 'ssh {shlex.quote(host)}' works in this terminal"
         )
-        msg = f"authentication failed at {host} ({refused['how']}) on the way {chain}: {last}"
-    elif "Permission denied" in err or "Too many authentication failures" in err:
+        msg = f"authentication failed at {host} ({own['how']}) on the way {chain}: {last}"
+    elif "Permission denied" in text or "Too many authentication failures" in text:
         hint = (
             f"check that 'ssh {shlex.quote(jump[0])}' works from this terminal (keys, agent, "
             "user name in ~/.ssh/config)"
         )
         msg = f"authentication refused on the way {chain}: {last}"
-    elif "timed out during banner exchange" in err:
+    elif "timed out during banner exchange" in text:
         hint = (
             "a host on the way did not answer in time: if it asked for a code, answer sooner or "
             "raise connect_timeout_s (or ConnectTimeout in your ssh config); else check the network"
         )
         msg = f"timed out waiting for a host on the way {chain} to answer: {last}"
-    elif "Host key verification failed" in err or "REMOTE HOST IDENTIFICATION HAS CHANGED" in err:
+    elif "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
         hint = "connect once with plain ssh to review and accept the host key; nodetunnel never skips it"
         msg = f"host key check failed on the way {chain}: {last}"
-    elif any(s in err for s in ("Could not resolve hostname", "Name or service not known")):
+    elif any(s in text for s in ("Could not resolve hostname", "Name or service not known")):
         hint = "check the host names in the cluster profile (nodetunnel config)"
         msg = f"unknown host on the way {chain}: {last}"
     elif any(
-        s in err
+        s in text
         for s in (
             "Connection timed out",
             "No route to host",
@@ -78,7 +117,7 @@ def translate_ssh_failure(
     else:
         hint = "run the same with --debug to see the ssh command, and try it by hand"
         msg = f"ssh failed on the way {chain}: {last}"
-    return SshError(argv, 255, err, message=msg, hint=hint)
+    return SshError(argv, 255, text, message=msg, hint=hint)
 
 
-__all__ = ["translate_ssh_failure"]
+__all__ = ["needs_prompt", "translate_ssh_failure"]

@@ -112,6 +112,11 @@ class FakeTransport:
 
     submit_argv = attached_argv
 
+    def run_attached(self, argv: Sequence[str]) -> int:
+        from ..proc import run_attached
+
+        return run_attached(self.attached_argv(argv)).returncode
+
     def stop_all(self) -> None:
         """End every fake app server this transport's forwards started (by PID and start)."""
         from ..proc import ProcessRef
