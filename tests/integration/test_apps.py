@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from nodetunnel.errors import ExitCode
 from nodetunnel.proc import NotReady, wait_until
 from nodetunnel.session import port_is_free
 
@@ -236,3 +237,23 @@ def _write_event_file(run_dir) -> None:
     )
     subprocess.run([str(CLUSTER_VENV / "bin" / "python"), "-c", code, str(run_dir)], check=True,
                    timeout=60)  # fmt: skip
+
+
+def test_an_app_that_crashes_before_ready_ends_with_the_job_logs_tail(sandbox, laptop_nodetunnel):
+    # A Dash file with a typo in an import: the launcher's import fails on the node.
+    app = _user_file(sandbox, "broken_dash_app.py", "import dash_no_such_module\n")
+    try:
+        cli = Cli(ALICE, app_argv(laptop_nodetunnel, "dash", str(app)))
+        try:
+            code = cli.proc.wait(timeout=120)
+            err = cli.stderr()
+        except BaseException:
+            cli.stop()
+            raise
+    finally:
+        app.unlink()
+    assert code == ExitCode.SCHEDULER, err
+    assert "failed before the app was ready" in err
+    assert "dash_no_such_module" in err  # the job log's tail names the cause
+    wait_until(lambda: not squeue(sandbox) and not user_processes(ALICE), timeout_s=30,
+               what="the job and the tunnel to be gone")  # fmt: skip
