@@ -86,3 +86,18 @@ def test_a_reconnect_whose_tunnel_needs_a_code_needs_the_user_at_once(
         keeper.reconnect(session, info)  # type: ignore[arg-type]
     assert tries == [8888]  # one try, no more logins that cannot succeed
     assert info_exc.value.message.startswith("authentication at login asks for a one-time code")
+
+
+def test_list_says_the_session_needs_you_until_a_keeper_holds_it_again(tmp_path: Path) -> None:
+    from nodetunnel.scheduler.base import JobState, JobStatus
+    from nodetunnel.session import fleet
+
+    store = SessionStore(tmp_path / "sessions")
+    record = SessionRecord(session_id="nt-0000beef", app="jupyter", job_id="7", jump=["login"],
+                           needs="attach")  # fmt: skip
+    store.save(record)
+    running = {"7": ("", JobStatus("7", JobState.RUNNING, time_left_s=600))}
+    row = fleet._reconciled(store, record, running, "")
+    assert row.state == "RUNNING"
+    assert row.problem == "needs you: run `nodetunnel attach nt-0000beef`"
+    assert not fleet._reconciled(store, dataclasses.replace(record, needs=""), running, "").problem
