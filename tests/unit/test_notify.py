@@ -23,6 +23,7 @@ from nodetunnel.notify import (
     NullNotifier,
     desktop,
     make_notifier,
+    notify_setting,
 )
 from nodetunnel.notify.desktop import DesktopNotifier, no_service_reason
 from nodetunnel.notify.testing import RecordingNotifier, read_records
@@ -291,9 +292,9 @@ def test_follow_events_rings_the_bell_without_a_notification_service(
 def test_notify_setting_prefers_the_option_then_the_profile(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text('[clusters.lab]\njump = ["login"]\nnotify = false\n')
-    assert live.notify_setting(True, "lab", config) is True
-    assert live.notify_setting(None, "lab", config) is False
-    assert live.notify_setting(None, "gone", config) is True  # a profile removed since
+    assert notify_setting(True, "lab", config) is True
+    assert notify_setting(None, "lab", config) is False
+    assert notify_setting(None, "gone", config) is True  # a profile removed since
 
 
 def test_a_library_without_a_real_backend_counts_as_no_service(

@@ -65,10 +65,3 @@ def follow_events(session: Any, *, as_json: bool, notify: bool, foreground: bool
     handler = on_event(handlers, on_error=failed)
     if handler is not None:
         session.on_event = handler
-
-
-def notify_setting(given: bool | None, cluster: str | None, config_file: Any) -> bool:
-    """``--notify/--no-notify`` if given, else the ``notify`` key of the cluster's profile."""
-    from ..notify import notify_setting as setting
-
-    return setting(given, cluster, config_file)

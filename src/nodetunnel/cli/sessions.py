@@ -135,11 +135,12 @@ def attach(
       nodetunnel attach nt-1a2b3c4d
       nodetunnel attach 12345 --detach --no-browser
     """
+    from ..notify import notify_setting
     from ..session import Session
     from ..session.fleet import prepare_attach
     from ..state import SessionStore
     from .apps import serve
-    from .live import follow_events, notify_setting
+    from .live import follow_events
 
     store = SessionStore()
     if take_over is not None:  # this is the background process of a detached session

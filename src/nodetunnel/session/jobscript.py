@@ -146,8 +146,7 @@ def render_body(
     if app.launcher:
         lines += _launcher_lines(app.launcher)
     main_on_port = tcp or app.listen == "tcp"
-    pick_port = (f"NT_PORT=$(python3 -c {shlex.quote(_FREE_PORT_PY)}) || "
-                 "nt_fail 'python3 is needed to find a free port'")  # fmt: skip
+    pick_port = _pick_port("NT_PORT")
     port_first = main_on_port and bool(extras)  # the further apps are told where it is
     if port_first:
         lines.append(pick_port)
@@ -219,6 +218,13 @@ def _extra_words(app: App, n: int) -> tuple[Word, ...]:
     return tuple(out)
 
 
+def _pick_port(var: str) -> str:
+    """The line that sets ``var`` to a free port of the node's 127.0.0.1 (the cluster's
+    python3 finds it), or ends the job saying python3 is needed."""
+    return (f"{var}=$(python3 -c {shlex.quote(_FREE_PORT_PY)}) || "
+            "nt_fail 'python3 is needed to find a free port'")  # fmt: skip
+
+
 def endpoint_names(apps: Sequence[App]) -> list[str]:
     """The name part of each app's endpoint variable, for the apps of one job in order (the
     main app first): its name upper-cased (``run`` -> ``RUN``); an app whose name an earlier
@@ -260,8 +266,7 @@ def _extras_start(main: App, main_on_port: bool, extras: Sequence[App]) -> list[
     ]
     for n, app in enumerate(extras, 1):
         if extra_on_port(app):
-            lines.append(f"NT_PORT{n}=$(python3 -c {shlex.quote(_FREE_PORT_PY)}) || "
-                         "nt_fail 'python3 is needed to find a free port'")  # fmt: skip
+            lines.append(_pick_port(f"NT_PORT{n}"))
         else:
             lines.append(f'NT_SOCK{n}="$NT_RUN/s{n}"')
     lines += ["# Where each app of the job listens, for all of them (see 'nodetunnel run --help').",

@@ -312,7 +312,7 @@ class Tunnel:
         *,
         log_offset: int,
         check: Callable[[], None] | None,
-        argv: Sequence[str] = (),
+        argv: Sequence[str],
     ) -> None:
         path = self.app.ready_path
         headers = self.app.auth_headers(self.token)

@@ -226,7 +226,7 @@ class OpenSSH:
             done = run(argv, input=input, timeout_s=timeout_s, check=False, new_session=True)
             away = True
         if done.returncode == 255:
-            raise self._failure(argv, done, on_terminal=not away and has_terminal())
+            raise self.failure(argv, done, on_terminal=not away and has_terminal())
         done = dataclasses.replace(done, stdout=after_marker(done.stdout))
         if check and done.returncode != 0:
             raise CommandError(argv, done.returncode, done.stderr or done.stdout)
@@ -246,7 +246,7 @@ class OpenSSH:
             argv = [*self.base_argv(via), "-T", "--", dest, "true"]
             done = run_on_terminal(argv, timeout_s=timeout_s)
             if done.returncode == 255:
-                raise self._failure(argv, done, on_terminal=has_terminal())
+                raise self.failure(argv, done, on_terminal=has_terminal())
         self.masters_open = True
 
     def _aliases(self, stderr: str) -> dict[str, str]:
@@ -263,7 +263,7 @@ class OpenSSH:
                     names.setdefault(m[1], host)
         return names
 
-    def _failure(self, argv: list[str], failed: Completed, *, on_terminal: bool) -> SshError:
+    def failure(self, argv: list[str], failed: Completed, *, on_terminal: bool) -> SshError:
         """ssh's exit 255 as one error naming its cause; ``on_terminal``: ssh could have asked.
 
         When ssh named no cause it knows (``_KNOWN_FAILURE``), e.g. only "Connection closed"
@@ -489,7 +489,7 @@ class OpenSSHTransport:
         full = self.attached_argv(argv)
         done = run_attached(full)
         if done.returncode == 255:
-            raise self.ssh._failure(full, done, on_terminal=has_terminal())
+            raise self.ssh.failure(full, done, on_terminal=has_terminal())
         return done.returncode
 
     def forward_argv(
